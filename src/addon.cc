@@ -1,0 +1,398 @@
+// The only file that speaks N-API: unpacks arguments, calls the core, and
+// ties native lifetimes to JavaScript ones.
+//
+// The binding returns errno values rather than throwing: lib/errors.ts turns
+// them into errors, so there is one place for error shapes. Argument types are
+// checked again here (cheaply), so that no call from JavaScript, however
+// wrong, can crash the process.
+//
+// Handle methods are plain N-API functions with the handle bound as their
+// data: node-addon-api's wrappers and an unwrapped `this` cost as much again
+// as the system call on the hot path (post, tryWait, value).
+#include <errno.h>
+#include <semaphore.h>
+#include <string.h>
+
+#include <limits.h>
+#include <math.h>
+#include <unordered_set>
+#include <vector>
+
+#include <napi.h>
+
+#include "semaphore.h"
+#include "waiter.h"
+
+namespace {
+
+using nsem::SharedSemaphore;
+
+struct Handle;
+
+// Per-environment state: the addon may be loaded by several worker threads.
+struct EnvData {
+  napi_env env = nullptr;
+  // Carries settled waits from waiter threads to JavaScript.
+  napi_threadsafe_function tsfn = nullptr;
+  napi_ref settle_fn = nullptr;  // JavaScript settle(id, err)
+  // Waits not yet settled in JavaScript; while any are, the process stays up.
+  size_t waits_in_flight = 0;
+  std::unordered_set<Handle*> open_handles;
+  size_t live_handles = 0;  // Handle structs not yet finalized
+  bool torn_down = false;
+};
+
+// One JavaScript handle: the struct bound as data to its method functions.
+struct Handle {
+  EnvData* data;
+  SharedSemaphore* shared;  // nullptr once closed
+  int functions_alive;
+};
+
+constexpr int kBadHandle = EBADF;  // any call on a closed handle
+
+void ChangeWaitsInFlight(EnvData* data, ptrdiff_t delta) {
+  size_t before = data->waits_in_flight;
+  data->waits_in_flight += delta;
+  if (data->torn_down) return;
+  if (before == 0 && data->waits_in_flight > 0) {
+    napi_ref_threadsafe_function(data->env, data->tsfn);
+  } else if (before > 0 && data->waits_in_flight == 0) {
+    napi_unref_threadsafe_function(data->env, data->tsfn);
+  }
+}
+
+void CloseHandle(Handle* h) {
+  if (h->shared == nullptr) return;
+  size_t outstanding = h->shared->Stop();
+  h->shared->Unref();
+  h->shared = nullptr;
+  h->data->open_handles.erase(h);
+  ChangeWaitsInFlight(h->data, -static_cast<ptrdiff_t>(outstanding));
+}
+
+void MaybeFreeEnvData(EnvData* data) {
+  if (data->torn_down && data->live_handles == 0) delete data;
+}
+
+// Called on a waiter thread with the SharedSemaphore's lock held.
+void NotifySettled(void* context, SharedSemaphore* shared) {
+  EnvData* data = static_cast<EnvData*>(context);
+  shared->Ref();  // released by CallSettle
+  if (napi_call_threadsafe_function(data->tsfn, shared, napi_tsfn_nonblocking) !=
+      napi_ok) {
+    shared->Unref();
+  }
+}
+
+// On the JavaScript thread (or with env == nullptr while tearing down).
+void CallSettle(napi_env env, napi_value, void* context, void* payload) {
+  EnvData* data = static_cast<EnvData*>(context);
+  SharedSemaphore* shared = static_cast<SharedSemaphore*>(payload);
+  std::vector<nsem::Settled> settled;
+  shared->Drain(&settled);
+  shared->Unref();
+  if (env == nullptr || settled.empty()) return;
+  ChangeWaitsInFlight(data, -static_cast<ptrdiff_t>(settled.size()));
+  napi_value fn, undefined, argv[2];
+  if (data->settle_fn == nullptr ||
+      napi_get_reference_value(env, data->settle_fn, &fn) != napi_ok ||
+      fn == nullptr) {
+    return;
+  }
+  napi_get_undefined(env, &undefined);
+  for (const nsem::Settled& s : settled) {
+    napi_create_double(env, s.id, &argv[0]);
+    napi_create_int32(env, s.err, &argv[1]);
+    napi_value ignored;
+    if (napi_call_function(env, undefined, fn, 2, argv, &ignored) != napi_ok) {
+      // settle() threw (it should not): let the exception surface, and keep
+      // the rest, whose tokens are theirs, from being lost.
+      break;
+    }
+  }
+}
+
+void TearDown(void* arg) {
+  EnvData* data = static_cast<EnvData*>(arg);
+  // Stop every waiter thread before the threadsafe function goes away.
+  std::vector<Handle*> open(data->open_handles.begin(), data->open_handles.end());
+  for (Handle* h : open) CloseHandle(h);
+  data->torn_down = true;
+  if (data->settle_fn != nullptr) napi_delete_reference(data->env, data->settle_fn);
+  data->settle_fn = nullptr;
+  napi_release_threadsafe_function(data->tsfn, napi_tsfn_abort);
+  MaybeFreeEnvData(data);
+}
+
+// ---- small helpers -------------------------------------------------------
+
+napi_value Int(napi_env env, int32_t v) {
+  napi_value out;
+  napi_create_int32(env, v, &out);
+  return out;
+}
+
+napi_value Bool(napi_env env, bool v) {
+  napi_value out;
+  napi_get_boolean(env, v, &out);
+  return out;
+}
+
+// Reads a whole number in [min, max]; false for anything else.
+bool GetWhole(napi_env env, napi_value v, double min, double max, double* out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return false;
+  if (!(d >= min && d <= max) || d != floor(d)) return false;
+  *out = d;
+  return true;
+}
+
+// A timeout in ms: a non-negative number, or Infinity; -1 also means forever.
+bool GetTimeout(napi_env env, napi_value v, double* out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return false;
+  if (!(d >= 0) && d != -1) return false;
+  *out = d;
+  return true;
+}
+
+// Copies a semaphore name into buf; false if not a string or too long.
+bool GetName(napi_env env, napi_value v, char* buf, size_t size) {
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) return false;
+  if (len + 1 > size) return false;
+  napi_get_value_string_utf8(env, v, buf, size, &len);
+  return strlen(buf) == len;  // no NUL inside
+}
+
+// Fetches up to N arguments and the bound handle.
+template <size_t N>
+Handle* Args(napi_env env, napi_callback_info info, napi_value (&argv)[N],
+             size_t* argc) {
+  *argc = N;
+  void* data = nullptr;
+  if (napi_get_cb_info(env, info, argc, argv, nullptr, &data) != napi_ok) return nullptr;
+  for (size_t i = *argc; i < N; i++) napi_get_undefined(env, &argv[i]);
+  return static_cast<Handle*>(data);
+}
+
+// ---- handle methods (hot paths first) -------------------------------------
+
+// post(count = 1) -> 0 | errno
+napi_value Post(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc;
+  Handle* h = Args(env, info, argv, &argc);
+  if (h == nullptr || h->shared == nullptr) return Int(env, kBadHandle);
+  double count = 1;
+  if (argc >= 1 && !GetWhole(env, argv[0], 1, SEM_VALUE_MAX, &count)) {
+    return Int(env, EINVAL);
+  }
+  return Int(env, nsem::Post(h->shared->sem(), static_cast<uint32_t>(count)));
+}
+
+// tryWait() -> 0 | EAGAIN | errno
+napi_value TryWait(napi_env env, napi_callback_info info) {
+  void* data = nullptr;
+  size_t argc = 0;
+  napi_get_cb_info(env, info, &argc, nullptr, nullptr, &data);
+  Handle* h = static_cast<Handle*>(data);
+  if (h == nullptr || h->shared == nullptr) return Int(env, kBadHandle);
+  return Int(env, nsem::TryWait(h->shared->sem()));
+}
+
+// value() -> value >= 0 | -errno
+napi_value Value(napi_env env, napi_callback_info info) {
+  void* data = nullptr;
+  size_t argc = 0;
+  napi_get_cb_info(env, info, &argc, nullptr, nullptr, &data);
+  Handle* h = static_cast<Handle*>(data);
+  if (h == nullptr || h->shared == nullptr) return Int(env, -kBadHandle);
+  int value = 0;
+  int err = nsem::GetValue(h->shared->sem(), &value);
+  return Int(env, err == 0 ? value : -err);
+}
+
+// waitSync(timeoutMs) -> 0 | ETIMEDOUT | errno; blocks this thread.
+napi_value WaitSync(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc;
+  Handle* h = Args(env, info, argv, &argc);
+  if (h == nullptr || h->shared == nullptr) return Int(env, kBadHandle);
+  double timeout;
+  if (!GetTimeout(env, argv[0], &timeout)) return Int(env, EINVAL);
+  return Int(env, nsem::WaitUntil(h->shared->sem(), nsem::DeadlineAfterMs(timeout)));
+}
+
+// wait(id, timeoutMs) -> 0 (queued; settle(id, err) follows) | errno
+napi_value Wait(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  size_t argc;
+  Handle* h = Args(env, info, argv, &argc);
+  if (h == nullptr || h->shared == nullptr) return Int(env, kBadHandle);
+  double id, timeout;
+  if (!GetWhole(env, argv[0], 0, 9007199254740991.0, &id) ||
+      !GetTimeout(env, argv[1], &timeout)) {
+    return Int(env, EINVAL);
+  }
+  int err = h->shared->Enqueue(id, nsem::DeadlineAfterMs(timeout));
+  if (err == 0) ChangeWaitsInFlight(h->data, 1);
+  return Int(env, err);
+}
+
+// cancel(id) -> whether the wait was outstanding (its token, if any, is
+// posted back)
+napi_value Cancel(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc;
+  Handle* h = Args(env, info, argv, &argc);
+  double id;
+  if (h == nullptr || h->shared == nullptr || !GetWhole(env, argv[0], 0, 9007199254740991.0, &id)) {
+    return Bool(env, false);
+  }
+  bool found = h->shared->Cancel(id);
+  if (found) ChangeWaitsInFlight(h->data, -1);
+  return Bool(env, found);
+}
+
+// close() -> 0; idempotent. Outstanding waits are forgotten (JavaScript
+// rejects them) and their tokens posted back.
+napi_value CloseMethod(napi_env env, napi_callback_info info) {
+  void* data = nullptr;
+  size_t argc = 0;
+  napi_get_cb_info(env, info, &argc, nullptr, nullptr, &data);
+  Handle* h = static_cast<Handle*>(data);
+  if (h != nullptr) CloseHandle(h);
+  return Int(env, 0);
+}
+
+// Each method function holds the handle; the last one collected frees it.
+// A handle never closed is closed here (sem_close, never unlink).
+void FinalizeFunction(napi_env, void* finalize_data, void*) {
+  Handle* h = static_cast<Handle*>(finalize_data);
+  if (--h->functions_alive > 0) return;
+  CloseHandle(h);
+  EnvData* data = h->data;
+  data->live_handles--;
+  delete h;
+  MaybeFreeEnvData(data);
+}
+
+struct Method {
+  const char* name;
+  napi_callback cb;
+};
+
+constexpr Method kMethods[] = {
+    {"post", Post},         {"tryWait", TryWait}, {"value", Value},
+    {"waitSync", WaitSync}, {"wait", Wait},       {"cancel", Cancel},
+    {"close", CloseMethod},
+};
+
+napi_value MakeHandle(napi_env env, EnvData* data, sem_t* sem) {
+  napi_value obj;
+  if (napi_create_object(env, &obj) != napi_ok) {
+    nsem::Close(sem);
+    return nullptr;
+  }
+  Handle* h = new Handle{data, new SharedSemaphore(sem, NotifySettled, data), 0};
+  data->open_handles.insert(h);
+  data->live_handles++;
+  for (const Method& m : kMethods) {
+    napi_value fn;
+    if (napi_create_function(env, m.name, NAPI_AUTO_LENGTH, m.cb, h, &fn) != napi_ok) break;
+    if (napi_add_finalizer(env, fn, h, FinalizeFunction, nullptr, nullptr) != napi_ok) break;
+    h->functions_alive++;
+    napi_set_named_property(env, obj, m.name, fn);
+  }
+  if (h->functions_alive < static_cast<int>(sizeof(kMethods) / sizeof(kMethods[0]))) {
+    // Out of memory or a pending exception: close now; finalizers free h.
+    CloseHandle(h);
+    if (h->functions_alive == 0) {
+      data->live_handles--;
+      delete h;
+    }
+    return nullptr;
+  }
+  return obj;
+}
+
+// ---- module functions ------------------------------------------------------
+
+EnvData* GetData(napi_env env) {
+  void* data = nullptr;
+  napi_get_instance_data(env, &data);
+  return static_cast<EnvData*>(data);
+}
+
+// open(name, create, exclusive, mode, value) -> handle | errno
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  char name[256];
+  double mode = 0, value = 0;
+  if (info.Length() < 5 || !GetName(env, info[0], name, sizeof name) ||
+      !info[1].IsBoolean() || !info[2].IsBoolean() ||
+      !GetWhole(env, info[3], 0, 07777, &mode) ||
+      !GetWhole(env, info[4], 0, SEM_VALUE_MAX, &value)) {
+    return Napi::Number::New(env, EINVAL);
+  }
+  sem_t* sem = nullptr;
+  int err = nsem::Open(name, info[1].As<Napi::Boolean>(), info[2].As<Napi::Boolean>(),
+                       static_cast<unsigned>(mode), static_cast<unsigned>(value), &sem);
+  if (err != 0) return Napi::Number::New(env, err);
+  napi_value handle = MakeHandle(env, GetData(env), sem);
+  if (handle == nullptr) return Napi::Number::New(env, ENOMEM);
+  return Napi::Value(env, handle);
+}
+
+// unlink(name) -> 0 | errno
+Napi::Value Unlink(const Napi::CallbackInfo& info) {
+  char name[256];
+  if (info.Length() < 1 || !GetName(info.Env(), info[0], name, sizeof name)) {
+    return Napi::Number::New(info.Env(), EINVAL);
+  }
+  return Napi::Number::New(info.Env(), nsem::Unlink(name));
+}
+
+// setSettle(fn): the JavaScript function that settles async waits.
+Napi::Value SetSettle(const Napi::CallbackInfo& info) {
+  EnvData* data = GetData(info.Env());
+  if (info.Length() < 1 || !info[0].IsFunction()) {
+    return Napi::Number::New(info.Env(), EINVAL);
+  }
+  if (data->settle_fn != nullptr) napi_delete_reference(info.Env(), data->settle_fn);
+  napi_create_reference(info.Env(), info[0], 1, &data->settle_fn);
+  return Napi::Number::New(info.Env(), 0);
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  EnvData* data = new EnvData();
+  data->env = env;
+  napi_value resource_name;
+  napi_create_string_utf8(env, "named-semaphore:wait", NAPI_AUTO_LENGTH, &resource_name);
+  if (napi_create_threadsafe_function(env, nullptr, nullptr, resource_name, 0, 1,
+                                      nullptr, nullptr, data, CallSettle,
+                                      &data->tsfn) != napi_ok) {
+    delete data;
+    Napi::Error::New(env, "named-semaphore: cannot create a threadsafe function")
+        .ThrowAsJavaScriptException();
+    return exports;
+  }
+  napi_unref_threadsafe_function(env, data->tsfn);
+  napi_set_instance_data(env, data, nullptr, nullptr);
+  // Registered after the threadsafe function, so it runs before the
+  // function's own teardown (cleanup hooks run last-in, first-out).
+  napi_add_env_cleanup_hook(env, TearDown, data);
+
+  exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("unlink", Napi::Function::New(env, Unlink, "unlink"));
+  exports.Set("setSettle", Napi::Function::New(env, SetSettle, "setSettle"));
+  exports.Set("SEM_VALUE_MAX", Napi::Number::New(env, SEM_VALUE_MAX));
+  exports.Set("hasClockWait", Napi::Boolean::New(env, nsem::HasClockWait()));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(named_semaphore, Init)

@@ -1,0 +1,131 @@
+#include "glibc_compat.h"
+
+#include "semaphore.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <time.h>
+
+namespace nsem {
+
+namespace {
+
+constexpr int64_t kNsPerSec = 1000000000;
+// Without sem_clockwait, a wall-clock wait never spans more than this, so a
+// step of the wall clock can distort a wait by one slice at most.
+constexpr int64_t kRealtimeSliceNs = 50 * 1000000;
+
+using ClockWaitFn = int (*)(sem_t*, clockid_t, const struct timespec*);
+
+// Looked up at run time: linking it would require glibc 2.30.
+ClockWaitFn LookupClockWait() {
+  return reinterpret_cast<ClockWaitFn>(dlsym(RTLD_DEFAULT, "sem_clockwait"));
+}
+
+ClockWaitFn ClockWait() {
+  // A function-local constant: initialized once, thread-safely, never mutated.
+  static const ClockWaitFn fn = LookupClockWait();
+  return fn;
+}
+
+struct timespec ToTimespec(int64_t ns) {
+  struct timespec ts;
+  ts.tv_sec = static_cast<time_t>(ns / kNsPerSec);
+  ts.tv_nsec = static_cast<long>(ns % kNsPerSec);
+  return ts;
+}
+
+int64_t NowNs(clockid_t clock) {
+  struct timespec ts;
+  clock_gettime(clock, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * kNsPerSec + ts.tv_nsec;
+}
+
+// One bounded wait: returns 0, ETIMEDOUT, EINTR or another errno.
+int WaitOnce(sem_t* sem, int64_t deadline_ns) {
+  if (ClockWaitFn clock_wait = ClockWait()) {
+    struct timespec ts = ToTimespec(deadline_ns);
+    return clock_wait(sem, CLOCK_MONOTONIC, &ts) == 0 ? 0 : errno;
+  }
+  int64_t left = deadline_ns - MonotonicNowNs();
+  if (left <= 0) return ETIMEDOUT;
+  if (left > kRealtimeSliceNs) left = kRealtimeSliceNs;
+  struct timespec ts = ToTimespec(NowNs(CLOCK_REALTIME) + left);
+  return sem_timedwait(sem, &ts) == 0 ? 0 : errno;
+}
+
+}  // namespace
+
+int64_t MonotonicNowNs() { return NowNs(CLOCK_MONOTONIC); }
+
+int64_t DeadlineAfterMs(double timeout_ms) {
+  // About 292 years fit in int64 nanoseconds; anything near that is forever.
+  if (!(timeout_ms >= 0) || timeout_ms > 9.0e12) return kForever;
+  return MonotonicNowNs() + static_cast<int64_t>(timeout_ms * 1e6);
+}
+
+int Open(const char* name, bool create, bool exclusive, unsigned mode,
+         unsigned value, sem_t** out) {
+  int flags = 0;
+  if (create) flags |= O_CREAT;
+  if (create && exclusive) flags |= O_EXCL;
+  sem_t* sem = create ? sem_open(name, flags, static_cast<mode_t>(mode), value)
+                      : sem_open(name, flags);
+  if (sem == SEM_FAILED) return errno;
+  *out = sem;
+  return 0;
+}
+
+int Unlink(const char* name) { return sem_unlink(name) == 0 ? 0 : errno; }
+
+int Close(sem_t* sem) { return sem_close(sem) == 0 ? 0 : errno; }
+
+int Post(sem_t* sem, uint32_t count) {
+  if (count > 1) {
+    int value = 0;
+    if (sem_getvalue(sem, &value) != 0) return errno;
+    if (static_cast<int64_t>(value) + count > SEM_VALUE_MAX) return EOVERFLOW;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    if (sem_post(sem) == 0) continue;
+    int err = errno;
+    // Another process raised the value meanwhile: take back what we added,
+    // so that a failed post changes nothing.
+    for (uint32_t j = 0; j < i && sem_trywait(sem) == 0; j++) {
+    }
+    return err;
+  }
+  return 0;
+}
+
+int TryWait(sem_t* sem) {
+  while (sem_trywait(sem) != 0) {
+    if (errno != EINTR) return errno;
+  }
+  return 0;
+}
+
+int GetValue(sem_t* sem, int* out) {
+  return sem_getvalue(sem, out) == 0 ? 0 : errno;
+}
+
+int WaitUntil(sem_t* sem, int64_t deadline_ns) {
+  if (deadline_ns == kForever) {
+    while (sem_wait(sem) != 0) {
+      if (errno != EINTR) return errno;
+    }
+    return 0;
+  }
+  for (;;) {
+    int err = WaitOnce(sem, deadline_ns);
+    if (err == 0) return 0;
+    if (err == ETIMEDOUT && MonotonicNowNs() >= deadline_ns) return ETIMEDOUT;
+    if (err != EINTR && err != ETIMEDOUT) return err;
+  }
+}
+
+bool HasClockWait() { return ClockWait() != nullptr; }
+
+}  // namespace nsem

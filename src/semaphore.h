@@ -1,0 +1,42 @@
+// The core: thin, errno-returning wrappers over POSIX named semaphores.
+// Knows nothing of Node. Nothing here throws or allocates on the hot path.
+#ifndef NAMED_SEMAPHORE_SEMAPHORE_H
+#define NAMED_SEMAPHORE_SEMAPHORE_H
+
+#include <semaphore.h>
+#include <stdint.h>
+
+namespace nsem {
+
+// A deadline on CLOCK_MONOTONIC, in nanoseconds; kForever means no limit.
+constexpr int64_t kForever = INT64_MAX;
+
+int64_t MonotonicNowNs();
+
+// Deadline `timeout_ms` from now; negative or huge timeouts mean kForever.
+int64_t DeadlineAfterMs(double timeout_ms);
+
+// Each returns 0 or an errno value.
+int Open(const char* name, bool create, bool exclusive, unsigned mode,
+         unsigned value, sem_t** out);
+int Unlink(const char* name);
+int Close(sem_t* sem);
+
+// Posts `count` times. Fails with EOVERFLOW, leaving the value unchanged, if
+// that would pass SEM_VALUE_MAX.
+int Post(sem_t* sem, uint32_t count);
+
+int TryWait(sem_t* sem);  // EAGAIN when the value is 0
+int GetValue(sem_t* sem, int* out);
+
+// Waits until a token is taken (0), the deadline passes (ETIMEDOUT), or a
+// failure. EINTR is retried against the same absolute deadline.
+int WaitUntil(sem_t* sem, int64_t deadline_ns);
+
+// True when glibc has sem_clockwait (2.30+): waits then measure on
+// CLOCK_MONOTONIC. Otherwise they use sem_timedwait in short slices.
+bool HasClockWait();
+
+}  // namespace nsem
+
+#endif
