@@ -1,0 +1,71 @@
+// Error construction: the one place that turns a native errno or a bad
+// argument into an Error with a stable `code`.
+import * as util from 'node:util';
+
+/** A failed system call, shaped like Node's own system errors. */
+export class SemaphoreError extends Error {
+  /** The errno name, e.g. 'ENOENT'. */
+  readonly code: string;
+  /** The errno value as Node reports it (negative). */
+  readonly errno: number;
+  /** The failing call, e.g. 'sem_open'. */
+  readonly syscall: string;
+  /** The semaphore's name. */
+  readonly path: string;
+
+  constructor(err: number, syscall: string, name: string) {
+    const [code, description] = util.getSystemErrorMap().get(-err) ?? [`E${err}`, 'unknown error'];
+    super(`${code}: ${description}, ${syscall} '${name}'`);
+    this.name = 'SemaphoreError';
+    this.code = code;
+    this.errno = -err;
+    this.syscall = syscall;
+    this.path = name;
+  }
+}
+
+/** Positive errno values used by the binding. */
+export const errno = {
+  EAGAIN: 11,
+  EBADF: 9,
+  ETIMEDOUT: 110,
+} as const;
+
+type CodedError<E extends Error> = E & { code: string };
+
+function coded<E extends Error>(error: E, code: string): CodedError<E> {
+  return Object.assign(error, { code });
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return `type string ('${value.length > 40 ? value.slice(0, 40) + '…' : value}')`;
+  if (typeof value === 'function') return 'function';
+  if (typeof value === 'object') return `an instance of ${value.constructor?.name ?? 'Object'}`;
+  return `type ${typeof value} (${String(value)})`;
+}
+
+export function invalidArgType(arg: string, expected: string, actual: unknown): CodedError<TypeError> {
+  return coded(
+    new TypeError(`The "${arg}" argument must be ${expected}. Received ${describe(actual)}`),
+    'ERR_INVALID_ARG_TYPE',
+  );
+}
+
+export function invalidArgValue(arg: string, actual: unknown, reason: string): CodedError<TypeError> {
+  return coded(
+    new TypeError(`The argument '${arg}' ${reason}. Received ${util.inspect(actual)}`),
+    'ERR_INVALID_ARG_VALUE',
+  );
+}
+
+export function outOfRange(arg: string, range: string, actual: unknown): CodedError<RangeError> {
+  return coded(
+    new RangeError(`The value of "${arg}" is out of range. It must be ${range}. Received ${util.inspect(actual)}`),
+    'ERR_OUT_OF_RANGE',
+  );
+}
+
+export function semaphoreClosed(name: string): CodedError<Error> {
+  return coded(new Error(`The semaphore '${name}' is closed`), 'ERR_SEMAPHORE_CLOSED');
+}

@@ -1,0 +1,3 @@
+export { NamedSemaphore, type SemaphoreOptions, type WaitOptions, type SyncWaitOptions } from './semaphore';
+export { SemaphoreError } from './errors';
+export { SEM_VALUE_MAX, NAME_MAX_BYTES } from './validate';

@@ -1,0 +1,66 @@
+// Loads the addon (a prebuild, or a build from source) and declares the raw
+// binding's exact shape: nothing typed `any` crosses this line.
+import * as path from 'node:path';
+
+/** The methods of one open semaphore. Each returns errno-style numbers. */
+export interface NativeHandle {
+  /** 0 or an errno. */
+  post(count: number): number;
+  /** 0, EAGAIN when the value is 0, or an errno. */
+  tryWait(): number;
+  /** The value (>= 0), or -errno. */
+  value(): number;
+  /** Blocks this thread. 0, ETIMEDOUT, or an errno; timeout -1 = forever. */
+  waitSync(timeoutMs: number): number;
+  /** Queues an async wait; settle(id, err) follows. 0 or an errno. */
+  wait(id: number, timeoutMs: number): number;
+  /** Forgets a queued wait, posting back a token taken for it. */
+  cancel(id: number): boolean;
+  /** Idempotent; outstanding waits are forgotten, their tokens posted back. */
+  close(): number;
+}
+
+export interface Binding {
+  /** A handle, or an errno. */
+  open(name: string, create: boolean, exclusive: boolean, mode: number, value: number): NativeHandle | number;
+  /** 0 or an errno. */
+  unlink(name: string): number;
+  /** Sets the function that settles async waits, once per thread. */
+  setSettle(settle: (id: number, err: number) => void): number;
+  readonly SEM_VALUE_MAX: number;
+  /** glibc has sem_clockwait: timed waits measure on CLOCK_MONOTONIC. */
+  readonly hasClockWait: boolean;
+}
+
+const root = path.join(__dirname, '..');
+
+function load(): Binding {
+  if (process.platform !== 'linux') {
+    throw new Error(
+      `named-semaphore supports Linux (glibc) only; this is ${process.platform}-${process.arch}. ` +
+        'POSIX named semaphores elsewhere lack what it promises (macOS has no sem_getvalue and no timed wait).',
+    );
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+    return nodeGypBuild(root) as Binding;
+  } catch (cause) {
+    const libc = isMusl() ? 'musl' : 'glibc';
+    throw new Error(
+      `named-semaphore: no prebuilt binary fits linux-${process.arch} (${libc}), and none was built from source.\n` +
+        'Build it from source (needs python3, make and a C++ compiler):\n' +
+        '  npm install-scripts approve named-semaphore && npm rebuild named-semaphore\n' +
+        'or, in its folder:\n' +
+        `  cd ${root} && npx node-gyp rebuild`,
+      { cause },
+    );
+  }
+}
+
+function isMusl(): boolean {
+  const report = process.report.getReport() as { header?: { glibcVersionRuntime?: string } };
+  return !report.header?.glibcVersionRuntime;
+}
+
+export const binding: Binding = load();

@@ -1,0 +1,213 @@
+// NamedSemaphore: validation, names, errors and lifetimes over the binding.
+import { binding, type NativeHandle } from './native';
+import { SemaphoreError, errno, invalidArgValue, semaphoreClosed } from './errors';
+import * as validate from './validate';
+
+export interface SemaphoreOptions {
+  /** Create the semaphore if it does not exist (default true). */
+  create?: boolean;
+  /** With create: fail with EEXIST if it exists (default false). */
+  exclusive?: boolean;
+  /** Permission bits when created, as a number or octal string (default 0o600). */
+  mode?: number | string;
+  /** The value when created (default 0). */
+  initialValue?: number;
+}
+
+export interface WaitOptions {
+  /** Milliseconds; 0 tries once; Infinity or absent waits without limit. */
+  timeout?: number;
+  /** Aborting rejects the wait with `signal.reason`. */
+  signal?: AbortSignal;
+}
+
+export interface SyncWaitOptions {
+  timeout?: number;
+}
+
+interface PendingWait {
+  sem: NamedSemaphore;
+  resolve(acquired: boolean): void;
+  reject(error: unknown): void;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+// Async waits of this thread, by id; holding the semaphore keeps it (and its
+// native handle) alive while a wait is pending.
+const pendingWaits = new Map<number, PendingWait>();
+let nextWaitId = 1;
+
+function forget(id: number): PendingWait | undefined {
+  const wait = pendingWaits.get(id);
+  if (wait === undefined) return undefined;
+  pendingWaits.delete(id);
+  wait.signal?.removeEventListener('abort', wait.onAbort!);
+  return wait;
+}
+
+function settle(id: number, err: number): void {
+  const wait = forget(id);
+  if (wait === undefined) return;
+  wait.sem[kForgetWait](id);
+  if (err === 0) wait.resolve(true);
+  else if (err === errno.ETIMEDOUT) wait.resolve(false);
+  else wait.reject(new SemaphoreError(err, 'sem_wait', wait.sem.name));
+}
+
+binding.setSettle(settle);
+
+const kForgetWait = Symbol('forgetWait');
+
+/** A POSIX named semaphore (sem_open and friends). */
+export class NamedSemaphore {
+  /** The name, with its leading '/'. */
+  readonly name: string;
+  #handle: NativeHandle | null;
+  readonly #waits = new Set<number>();
+
+  constructor(name: string, options?: SemaphoreOptions) {
+    this.name = validate.semaphoreName(name);
+    const o = validate.options<SemaphoreOptions>(options);
+    const create = validate.boolean(o.create, 'options.create', true);
+    const exclusive = validate.boolean(o.exclusive, 'options.exclusive', false);
+    if (exclusive && !create) throw invalidArgValue('options.exclusive', exclusive, 'requires create: true');
+    const mode = validate.mode(o.mode);
+    const initialValue =
+      o.initialValue === undefined ? 0 : validate.wholeNumber(o.initialValue, 'options.initialValue', 0, validate.SEM_VALUE_MAX);
+    const handle = binding.open(this.name, create, exclusive, mode, initialValue);
+    if (typeof handle === 'number') throw new SemaphoreError(handle, 'sem_open', this.name);
+    this.#handle = handle;
+  }
+
+  /** Removes a name; open handles keep working. False if it did not exist. */
+  static unlink(name: string): boolean {
+    const normalized = validate.semaphoreName(name);
+    const err = binding.unlink(normalized);
+    if (err === 0) return true;
+    if (err === 2 /* ENOENT */) return false;
+    throw new SemaphoreError(err, 'sem_unlink', normalized);
+  }
+
+  get closed(): boolean {
+    return this.#handle === null;
+  }
+
+  /** The current value (sem_getvalue). */
+  get value(): number {
+    const value = this.#open().value();
+    if (value < 0) throw new SemaphoreError(-value, 'sem_getvalue', this.name);
+    return value;
+  }
+
+  /** Adds `count` (default 1). EOVERFLOW, with nothing changed, past SEM_VALUE_MAX. */
+  post(count?: number): void {
+    const n = count === undefined ? 1 : validate.count(count);
+    const err = this.#open().post(n);
+    if (err !== 0) throw new SemaphoreError(err, 'sem_post', this.name);
+  }
+
+  /** Takes one if the value is above 0; false otherwise. Never blocks. */
+  tryWait(): boolean {
+    const err = this.#open().tryWait();
+    if (err === 0) return true;
+    if (err === errno.EAGAIN) return false;
+    throw new SemaphoreError(err, 'sem_trywait', this.name);
+  }
+
+  /** Takes one, blocking this thread; false if the timeout passes first. */
+  waitSync(options?: SyncWaitOptions): boolean {
+    const handle = this.#open();
+    const timeout = validate.timeout(validate.options<SyncWaitOptions>(options).timeout);
+    if (timeout === 0) return this.tryWait();
+    const err = handle.waitSync(timeout);
+    if (err === 0) return true;
+    if (err === errno.ETIMEDOUT) return false;
+    throw new SemaphoreError(err, 'sem_wait', this.name);
+  }
+
+  /**
+   * Takes one without blocking the event loop or the libuv thread pool.
+   * Resolves true when taken, false when the timeout passes; rejects with
+   * `signal.reason` on abort, and with ERR_SEMAPHORE_CLOSED on close.
+   */
+  wait(options?: WaitOptions): Promise<boolean> {
+    let handle: NativeHandle, timeout: number, signal: AbortSignal | undefined;
+    try {
+      handle = this.#open();
+      const o = validate.options<WaitOptions>(options);
+      timeout = validate.timeout(o.timeout);
+      signal = validate.abortSignal(o.signal);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    // Waits of this handle are served in order: only try to jump the queue
+    // when there is none.
+    if (this.#waits.size === 0 || timeout === 0) {
+      const err = handle.tryWait();
+      if (err === 0) return Promise.resolve(true);
+      if (err !== errno.EAGAIN) return Promise.reject(new SemaphoreError(err, 'sem_trywait', this.name));
+      if (timeout === 0) return Promise.resolve(false);
+    }
+    const id = nextWaitId++;
+    const err = handle.wait(id, timeout);
+    if (err !== 0) return Promise.reject(new SemaphoreError(err, 'pthread_create', this.name));
+    return new Promise<boolean>((resolve, reject) => {
+      const onAbort =
+        signal &&
+        ((): void => {
+          if (forget(id) === undefined) return;
+          this.#waits.delete(id);
+          handle.cancel(id);
+          reject(signal.reason);
+        });
+      signal?.addEventListener('abort', onAbort!, { once: true });
+      pendingWaits.set(id, { sem: this, resolve, reject, signal, onAbort });
+      this.#waits.add(id);
+    });
+  }
+
+  /** Closes this handle (not the name). Idempotent; pending waits reject. */
+  close(): void {
+    const handle = this.#handle;
+    if (handle === null) return;
+    this.#handle = null;
+    handle.close();
+    for (const id of this.#waits) forget(id)?.reject(semaphoreClosed(this.name));
+    this.#waits.clear();
+  }
+
+  /** Removes this semaphore's name; false if it was already gone. */
+  unlink(): boolean {
+    return NamedSemaphore.unlink(this.name);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** @internal */
+  [kForgetWait](id: number): void {
+    this.#waits.delete(id);
+  }
+
+  #open(): NativeHandle {
+    if (this.#handle === null) throw semaphoreClosed(this.name);
+    return this.#handle;
+  }
+
+  // Aliases, for those who think in acquire/release.
+  /** Alias of post(). */
+  release(count?: number): void {
+    this.post(count);
+  }
+  /** Alias of tryWait(). */
+  tryAcquire(): boolean {
+    return this.tryWait();
+  }
+  /** Alias of wait(). */
+  acquire(options?: WaitOptions): Promise<boolean> {
+    return this.wait(options);
+  }
+}
