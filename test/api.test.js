@@ -1,0 +1,224 @@
+'use strict';
+// The synchronous API: options, names, values, errors, close and unlink.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const { NamedSemaphore, SemaphoreError, SEM_VALUE_MAX } = require('..');
+const { uniqueName } = require('./helpers');
+
+const shmFile = (name) => `/dev/shm/sem.${name.slice(1)}`;
+
+test('defaults: created with value 0 and mode 0o600; name normalized', () => {
+  const name = uniqueName();
+  const sem = new NamedSemaphore(name.slice(1));
+  assert.equal(sem.name, name);
+  assert.equal(sem.value, 0);
+  assert.equal(fs.statSync(shmFile(name)).mode & 0o777, 0o600);
+  assert.equal(sem.closed, false);
+  sem.close();
+  assert.equal(sem.closed, true);
+});
+
+test('initialValue, mode (number or octal string), post, tryWait and aliases', () => {
+  const name = uniqueName();
+  const old = process.umask(0);
+  try {
+    const sem = new NamedSemaphore(name, { initialValue: 3, mode: '640' });
+    assert.equal(fs.statSync(shmFile(name)).mode & 0o777, 0o640);
+    assert.equal(sem.value, 3);
+    sem.post();
+    sem.release(2);
+    assert.equal(sem.value, 6);
+    assert.equal(sem.tryWait(), true);
+    assert.equal(sem.tryAcquire(), true);
+    assert.equal(sem.value, 4);
+    for (let i = 0; i < 4; i++) assert.equal(sem.tryWait(), true);
+    assert.equal(sem.tryWait(), false);
+    assert.equal(sem.value, 0);
+    sem.close();
+  } finally {
+    process.umask(old);
+  }
+});
+
+test('an existing semaphore keeps its value; initialValue applies only on creation', () => {
+  const name = uniqueName();
+  const a = new NamedSemaphore(name, { initialValue: 5 });
+  const b = new NamedSemaphore(name, { initialValue: 1 });
+  assert.equal(b.value, 5);
+  b.post();
+  assert.equal(a.value, 6);
+  a.close();
+  b.close();
+});
+
+test('create: false on a missing name fails with ENOENT; exclusive on an existing one with EEXIST', () => {
+  const name = uniqueName();
+  assert.throws(() => new NamedSemaphore(name, { create: false }), (e) => {
+    assert.ok(e instanceof SemaphoreError);
+    assert.equal(e.code, 'ENOENT');
+    assert.equal(e.errno, -2);
+    assert.equal(e.syscall, 'sem_open');
+    assert.equal(e.path, name);
+    assert.match(e.message, new RegExp(`ENOENT.*sem_open '${name}'`));
+    return true;
+  });
+  const sem = new NamedSemaphore(name, { exclusive: true });
+  assert.throws(() => new NamedSemaphore(name, { exclusive: true }), { code: 'EEXIST', syscall: 'sem_open' });
+  const again = new NamedSemaphore(name, { create: false });
+  again.close();
+  sem.close();
+  assert.throws(() => new NamedSemaphore(name, { create: false, exclusive: true }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+  });
+});
+
+test('permission denied is EACCES (as a non-root user)', { skip: process.getuid() !== 0 && 'needs root to switch user' }, () => {
+  const name = uniqueName();
+  const sem = new NamedSemaphore(name, { mode: 0o600 });
+  const script = `
+    process.setgid(65534); process.setuid(65534);
+    const { NamedSemaphore } = require(${JSON.stringify(require.resolve('..'))});
+    try { new NamedSemaphore(${JSON.stringify(name)}, { create: false }); console.log('opened'); }
+    catch (e) { console.log(e.code); }`;
+  const out = require('node:child_process').execFileSync(process.execPath, ['-e', script]).toString().trim();
+  assert.equal(out, 'EACCES');
+  sem.close();
+});
+
+test('glibc name rules', () => {
+  const base = uniqueName().slice(1);
+  const pad = (ch, bytes) => base + ch.repeat(Math.floor((bytes - base.length) / Buffer.byteLength(ch)));
+  // Up to 251 bytes (UTF-8) after the one optional leading '/'.
+  for (const name of [base, '/' + base, pad('x', 251), '/' + pad('x', 251), pad('é', 251)]) {
+    const sem = new NamedSemaphore(name);
+    assert.equal(sem.name, '/' + name.replace(/^\//, ''));
+    assert.ok(fs.existsSync(shmFile(sem.name)));
+    assert.equal(sem.unlink(), true);
+    sem.close();
+  }
+  const bad = [
+    ['', 'ERR_INVALID_ARG_VALUE'],
+    ['/', 'ERR_INVALID_ARG_VALUE'],
+    ['//a', 'ERR_INVALID_ARG_VALUE'],
+    ['/a/b', 'ERR_INVALID_ARG_VALUE'],
+    ['a\0b', 'ERR_INVALID_ARG_VALUE'],
+    [pad('x', 251) + 'x', 'ERR_INVALID_ARG_VALUE'],
+    [pad('é', 251) + 'é', 'ERR_INVALID_ARG_VALUE'],
+    [42, 'ERR_INVALID_ARG_TYPE'],
+    [undefined, 'ERR_INVALID_ARG_TYPE'],
+    [null, 'ERR_INVALID_ARG_TYPE'],
+    [Symbol('s'), 'ERR_INVALID_ARG_TYPE'],
+  ];
+  for (const [name, code] of bad) {
+    assert.throws(() => new NamedSemaphore(name), { code }, `name ${String(name).slice(0, 20)}`);
+    assert.throws(() => NamedSemaphore.unlink(name), { code });
+  }
+  assert.throws(() => new NamedSemaphore('x'.repeat(252)), /at most 251 bytes/);
+});
+
+test('bad options, counts and values throw Node-style errors', () => {
+  const name = uniqueName();
+  const cases = [
+    [{ initialValue: -1 }, RangeError, 'ERR_OUT_OF_RANGE'],
+    [{ initialValue: 1.5 }, RangeError, 'ERR_OUT_OF_RANGE'],
+    [{ initialValue: SEM_VALUE_MAX + 1 }, RangeError, 'ERR_OUT_OF_RANGE'],
+    [{ initialValue: '1' }, TypeError, 'ERR_INVALID_ARG_TYPE'],
+    [{ mode: -1 }, RangeError, 'ERR_OUT_OF_RANGE'],
+    [{ mode: 0o10000 }, RangeError, 'ERR_OUT_OF_RANGE'],
+    [{ mode: '999' }, TypeError, 'ERR_INVALID_ARG_TYPE'],
+    [{ mode: 1.5 }, RangeError, 'ERR_OUT_OF_RANGE'],
+    [{ create: 'yes' }, TypeError, 'ERR_INVALID_ARG_TYPE'],
+    [{ exclusive: 1 }, TypeError, 'ERR_INVALID_ARG_TYPE'],
+    ['options', TypeError, 'ERR_INVALID_ARG_TYPE'],
+    [null, TypeError, 'ERR_INVALID_ARG_TYPE'],
+  ];
+  for (const [options, type, code] of cases) {
+    assert.throws(() => new NamedSemaphore(name, options), (e) => e instanceof type && e.code === code, JSON.stringify(options));
+  }
+  const sem = new NamedSemaphore(name);
+  for (const count of [0, -1, 1.5, NaN, Infinity, SEM_VALUE_MAX + 1]) {
+    assert.throws(() => sem.post(count), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }, String(count));
+  }
+  for (const count of ['1', null, {}, 1n]) {
+    assert.throws(() => sem.post(count), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+  }
+  for (const timeout of [-1, NaN, -Infinity]) {
+    assert.throws(() => sem.waitSync({ timeout }), { code: 'ERR_OUT_OF_RANGE' });
+  }
+  assert.throws(() => sem.waitSync({ timeout: '5' }), { code: 'ERR_INVALID_ARG_TYPE' });
+  assert.throws(() => sem.waitSync(5), { code: 'ERR_INVALID_ARG_TYPE' });
+  assert.equal(sem.value, 0, 'nothing changed');
+  sem.close();
+});
+
+test('EOVERFLOW at SEM_VALUE_MAX leaves the value unchanged', () => {
+  const sem = new NamedSemaphore(uniqueName(), { initialValue: SEM_VALUE_MAX - 2 });
+  assert.throws(() => sem.post(3), { code: 'EOVERFLOW', syscall: 'sem_post' });
+  assert.equal(sem.value, SEM_VALUE_MAX - 2);
+  sem.post(2);
+  assert.equal(sem.value, SEM_VALUE_MAX);
+  assert.throws(() => sem.post(), { code: 'EOVERFLOW' });
+  assert.equal(sem.value, SEM_VALUE_MAX);
+  sem.close();
+});
+
+test('unlink while open keeps the handle working; the name can then be recreated afresh', () => {
+  const name = uniqueName();
+  const sem = new NamedSemaphore(name, { initialValue: 2 });
+  assert.equal(sem.unlink(), true);
+  assert.equal(sem.unlink(), false);
+  assert.equal(NamedSemaphore.unlink(name), false);
+  assert.equal(fs.existsSync(shmFile(name)), false);
+  sem.post();
+  assert.equal(sem.value, 3);
+  assert.throws(() => new NamedSemaphore(name, { create: false }), { code: 'ENOENT' });
+  const fresh = new NamedSemaphore(name, { initialValue: 7 });
+  assert.equal(fresh.value, 7);
+  assert.equal(sem.value, 3, 'the old one is a different semaphore');
+  fresh.close();
+  sem.close();
+});
+
+test('every use after close throws ERR_SEMAPHORE_CLOSED; close is idempotent; dispose closes', async () => {
+  const sem = new NamedSemaphore(uniqueName());
+  sem.close();
+  sem.close();
+  for (const use of [() => sem.value, () => sem.post(), () => sem.tryWait(), () => sem.waitSync({ timeout: 0 })]) {
+    assert.throws(use, { code: 'ERR_SEMAPHORE_CLOSED' });
+  }
+  await assert.rejects(sem.wait(), { code: 'ERR_SEMAPHORE_CLOSED' });
+  assert.equal(sem.unlink(), true, 'unlink works by name after close');
+
+  const name = uniqueName();
+  // Node 20 has Symbol.dispose but not yet the `using` syntax.
+  const d = new NamedSemaphore(name);
+  d[Symbol.dispose]();
+  assert.equal(d.closed, true);
+});
+
+test('two handles on one name close independently', () => {
+  const name = uniqueName();
+  const a = new NamedSemaphore(name);
+  const b = new NamedSemaphore(name);
+  a.close();
+  a.close();
+  for (let i = 0; i < 1000; i++) b.post();
+  assert.equal(b.value, 1000);
+  const c = new NamedSemaphore(name);
+  b.close();
+  assert.equal(c.value, 1000);
+  c.close();
+});
+
+test('waitSync: takes, times out, tries once with timeout 0', () => {
+  const sem = new NamedSemaphore(uniqueName(), { initialValue: 1 });
+  assert.equal(sem.waitSync(), true);
+  assert.equal(sem.waitSync({ timeout: 0 }), false);
+  const start = process.hrtime.bigint();
+  assert.equal(sem.waitSync({ timeout: 30 }), false);
+  assert.ok(Number(process.hrtime.bigint() - start) / 1e6 >= 29, 'waited the timeout');
+  sem.post();
+  assert.equal(sem.waitSync({ timeout: Infinity }), true);
+  sem.close();
+});
