@@ -29,6 +29,7 @@ export const errno = {
   EAGAIN: 11,
   EBADF: 9,
   ETIMEDOUT: 110,
+  ESTALE: 116,
 } as const;
 
 type CodedError<E extends Error> = E & { code: string };
@@ -66,6 +67,14 @@ export function outOfRange(arg: string, range: string, actual: unknown): CodedEr
   );
 }
 
-export function semaphoreClosed(name: string): CodedError<Error> {
-  return coded(new Error(`The semaphore '${name}' is closed`), 'ERR_SEMAPHORE_CLOSED');
+/** Any use of a closed semaphore or gauge. */
+export function objectClosed(kind: 'semaphore' | 'gauge', name: string): CodedError<Error> {
+  return coded(new Error(`The ${kind} '${name}' is closed`), 'ERR_SEMAPHORE_CLOSED');
+}
+
+export function gaugeUnderflow(name: string, count: number, local: number): CodedError<RangeError> {
+  return coded(
+    new RangeError(`Cannot acquire ${count} from the gauge '${name}': this object holds ${local}`),
+    'ERR_GAUGE_UNDERFLOW',
+  );
 }

@@ -1,3 +1,4 @@
 export { NamedSemaphore, type SemaphoreOptions, type WaitOptions, type SyncWaitOptions } from './semaphore';
 export { SemaphoreError } from './errors';
 export { SEM_VALUE_MAX, NAME_MAX_BYTES } from './validate';
+export { Gauge, type GaugeOptions } from './gauge';

@@ -20,9 +20,25 @@ export interface NativeHandle {
   close(): number;
 }
 
+/** The sum over a gauge's shares (see src/share_sum.h). */
+export interface NativeSum {
+  /** The generation semaphore's value, or -errno. */
+  generation(): number;
+  /** Opens these shares, listed after `generation` was read. 0 or an errno. */
+  reset(generation: number, names: string[]): number;
+  /** The total, or -errno; -ESTALE when the shares must be listed again. */
+  sum(): number;
+  close(): number;
+}
+
 export interface Binding {
-  /** A handle, or an errno. */
-  open(name: string, create: boolean, exclusive: boolean, mode: number, value: number): NativeHandle | number;
+  /**
+   * A handle, or an errno. An owned share (a gauge's own) is drained and
+   * unlinked when it closes, however that happens.
+   */
+  open(name: string, create: boolean, exclusive: boolean, mode: number, value: number, ownedShare?: boolean): NativeHandle | number;
+  /** A sum over shares whose generation semaphore is `generationName`, or an errno. */
+  openSum(generationName: string): NativeSum | number;
   /** 0 or an errno. */
   unlink(name: string): number;
   /** Sets the function that settles async waits, once per thread. */

@@ -1,6 +1,6 @@
 // NamedSemaphore: validation, names, errors and lifetimes over the binding.
 import { binding, type NativeHandle } from './native';
-import { SemaphoreError, errno, invalidArgValue, semaphoreClosed } from './errors';
+import { SemaphoreError, errno, invalidArgValue, objectClosed } from './errors';
 import * as validate from './validate';
 
 export interface SemaphoreOptions {
@@ -174,7 +174,7 @@ export class NamedSemaphore {
     if (handle === null) return;
     this.#handle = null;
     handle.close();
-    for (const id of this.#waits) forget(id)?.reject(semaphoreClosed(this.name));
+    for (const id of this.#waits) forget(id)?.reject(objectClosed('semaphore', this.name));
     this.#waits.clear();
   }
 
@@ -193,7 +193,7 @@ export class NamedSemaphore {
   }
 
   #open(): NativeHandle {
-    if (this.#handle === null) throw semaphoreClosed(this.name);
+    if (this.#handle === null) throw objectClosed('semaphore', this.name);
     return this.#handle;
   }
 

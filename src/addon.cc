@@ -15,19 +15,22 @@
 
 #include <limits.h>
 #include <math.h>
+
+#include <string>
 #include <unordered_set>
 #include <vector>
 
 #include <napi.h>
 
 #include "semaphore.h"
+#include "share_sum.h"
 #include "waiter.h"
 
 namespace {
 
 using nsem::SharedSemaphore;
 
-struct Handle;
+struct Bound;
 
 // Per-environment state: the addon may be loaded by several worker threads.
 struct EnvData {
@@ -37,16 +40,59 @@ struct EnvData {
   napi_ref settle_fn = nullptr;  // JavaScript settle(id, err)
   // Waits not yet settled in JavaScript; while any are, the process stays up.
   size_t waits_in_flight = 0;
-  std::unordered_set<Handle*> open_handles;
-  size_t live_handles = 0;  // Handle structs not yet finalized
+  std::unordered_set<Bound*> open_handles;
+  size_t live_handles = 0;  // Bound structs not yet finalized
   bool torn_down = false;
 };
 
-// One JavaScript handle: the struct bound as data to its method functions.
-struct Handle {
+// What a JavaScript handle's method functions are bound to. The struct lives
+// until the last of those functions is collected; Close() may come earlier.
+struct Bound {
+  explicit Bound(EnvData* d) : data(d) {}
+  virtual ~Bound() = default;
+  virtual bool IsOpen() const = 0;
+  // Releases the native resources; idempotent. Returns the number of async
+  // waits that ended with it.
+  virtual size_t Release() = 0;
   EnvData* data;
+  int functions_alive = 0;
+};
+
+// An open semaphore.
+struct Handle : Bound {
+  Handle(EnvData* d, sem_t* sem, const char* name, bool owned_share)
+      : Bound(d),
+        shared(new SharedSemaphore(sem, NotifySettled, d)),
+        share_name(owned_share ? name : "") {}
+  bool IsOpen() const override { return shared != nullptr; }
+  size_t Release() override {
+    if (shared == nullptr) return 0;
+    if (!share_name.empty()) {
+      // A gauge share dies with its owner: give its count back, drop its name.
+      while (nsem::TryWait(shared->sem()) == 0) {
+      }
+      nsem::Unlink(share_name.c_str());
+    }
+    size_t outstanding = shared->Stop();
+    shared->Unref();
+    shared = nullptr;
+    return outstanding;
+  }
+  static void NotifySettled(void* context, SharedSemaphore* shared);
   SharedSemaphore* shared;  // nullptr once closed
-  int functions_alive;
+  const std::string share_name;  // set for a gauge's own share
+};
+
+// The sum over a gauge's shares.
+struct SumHandle : Bound {
+  SumHandle(EnvData* d, sem_t* generation) : Bound(d), sum(new nsem::ShareSum(generation)) {}
+  bool IsOpen() const override { return sum != nullptr; }
+  size_t Release() override {
+    delete sum;
+    sum = nullptr;
+    return 0;
+  }
+  nsem::ShareSum* sum;  // nullptr once closed
 };
 
 constexpr int kBadHandle = EBADF;  // any call on a closed handle
@@ -62,13 +108,11 @@ void ChangeWaitsInFlight(EnvData* data, ptrdiff_t delta) {
   }
 }
 
-void CloseHandle(Handle* h) {
-  if (h->shared == nullptr) return;
-  size_t outstanding = h->shared->Stop();
-  h->shared->Unref();
-  h->shared = nullptr;
-  h->data->open_handles.erase(h);
-  ChangeWaitsInFlight(h->data, -static_cast<ptrdiff_t>(outstanding));
+void CloseBound(Bound* b) {
+  if (!b->IsOpen()) return;
+  size_t outstanding = b->Release();
+  b->data->open_handles.erase(b);
+  ChangeWaitsInFlight(b->data, -static_cast<ptrdiff_t>(outstanding));
 }
 
 void MaybeFreeEnvData(EnvData* data) {
@@ -76,7 +120,7 @@ void MaybeFreeEnvData(EnvData* data) {
 }
 
 // Called on a waiter thread with the SharedSemaphore's lock held.
-void NotifySettled(void* context, SharedSemaphore* shared) {
+void Handle::NotifySettled(void* context, SharedSemaphore* shared) {
   EnvData* data = static_cast<EnvData*>(context);
   shared->Ref();  // released by CallSettle
   if (napi_call_threadsafe_function(data->tsfn, shared, napi_tsfn_nonblocking) !=
@@ -116,8 +160,8 @@ void CallSettle(napi_env env, napi_value, void* context, void* payload) {
 void TearDown(void* arg) {
   EnvData* data = static_cast<EnvData*>(arg);
   // Stop every waiter thread before the threadsafe function goes away.
-  std::vector<Handle*> open(data->open_handles.begin(), data->open_handles.end());
-  for (Handle* h : open) CloseHandle(h);
+  std::vector<Bound*> open(data->open_handles.begin(), data->open_handles.end());
+  for (Bound* b : open) CloseBound(b);
   data->torn_down = true;
   if (data->settle_fn != nullptr) napi_delete_reference(data->env, data->settle_fn);
   data->settle_fn = nullptr;
@@ -263,19 +307,20 @@ napi_value CloseMethod(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   napi_get_cb_info(env, info, &argc, nullptr, nullptr, &data);
   Handle* h = static_cast<Handle*>(data);
-  if (h != nullptr) CloseHandle(h);
+  if (h != nullptr) CloseBound(h);
   return Int(env, 0);
 }
 
-// Each method function holds the handle; the last one collected frees it.
-// A handle never closed is closed here (sem_close, never unlink).
+// Each method function holds its Bound; the last one collected frees it.
+// A handle never closed is closed here (sem_close, never unlink; a gauge
+// share gives its count back).
 void FinalizeFunction(napi_env, void* finalize_data, void*) {
-  Handle* h = static_cast<Handle*>(finalize_data);
-  if (--h->functions_alive > 0) return;
-  CloseHandle(h);
-  EnvData* data = h->data;
+  Bound* b = static_cast<Bound*>(finalize_data);
+  if (--b->functions_alive > 0) return;
+  CloseBound(b);
+  EnvData* data = b->data;
   data->live_handles--;
-  delete h;
+  delete b;
   MaybeFreeEnvData(data);
 }
 
@@ -284,39 +329,110 @@ struct Method {
   napi_callback cb;
 };
 
-constexpr Method kMethods[] = {
+constexpr Method kHandleMethods[] = {
     {"post", Post},         {"tryWait", TryWait}, {"value", Value},
     {"waitSync", WaitSync}, {"wait", Wait},       {"cancel", Cancel},
     {"close", CloseMethod},
 };
 
-napi_value MakeHandle(napi_env env, EnvData* data, sem_t* sem) {
-  napi_value obj;
-  if (napi_create_object(env, &obj) != napi_ok) {
-    nsem::Close(sem);
-    return nullptr;
-  }
-  Handle* h = new Handle{data, new SharedSemaphore(sem, NotifySettled, data), 0};
-  data->open_handles.insert(h);
+// An object whose methods are bound to b; takes ownership of b.
+template <size_t N>
+napi_value MakeObject(napi_env env, Bound* b, const Method (&methods)[N]) {
+  EnvData* data = b->data;
+  data->open_handles.insert(b);
   data->live_handles++;
-  for (const Method& m : kMethods) {
+  napi_value obj;
+  bool ok = napi_create_object(env, &obj) == napi_ok;
+  for (size_t i = 0; ok && i < N; i++) {
     napi_value fn;
-    if (napi_create_function(env, m.name, NAPI_AUTO_LENGTH, m.cb, h, &fn) != napi_ok) break;
-    if (napi_add_finalizer(env, fn, h, FinalizeFunction, nullptr, nullptr) != napi_ok) break;
-    h->functions_alive++;
-    napi_set_named_property(env, obj, m.name, fn);
-  }
-  if (h->functions_alive < static_cast<int>(sizeof(kMethods) / sizeof(kMethods[0]))) {
-    // Out of memory or a pending exception: close now; finalizers free h.
-    CloseHandle(h);
-    if (h->functions_alive == 0) {
-      data->live_handles--;
-      delete h;
+    ok = napi_create_function(env, methods[i].name, NAPI_AUTO_LENGTH, methods[i].cb, b, &fn) ==
+             napi_ok &&
+         napi_add_finalizer(env, fn, b, FinalizeFunction, nullptr, nullptr) == napi_ok;
+    if (ok) {
+      b->functions_alive++;
+      napi_set_named_property(env, obj, methods[i].name, fn);
     }
-    return nullptr;
   }
-  return obj;
+  if (ok) return obj;
+  // Out of memory or a pending exception: close now; finalizers free b.
+  CloseBound(b);
+  if (b->functions_alive == 0) {
+    data->live_handles--;
+    delete b;
+  }
+  return nullptr;
 }
+
+// ---- share sum methods -------------------------------------------------------
+
+SumHandle* SumArgs(napi_env env, napi_callback_info info, napi_value* argv, size_t* argc) {
+  void* data = nullptr;
+  if (napi_get_cb_info(env, info, argc, argv, nullptr, &data) != napi_ok) return nullptr;
+  SumHandle* h = static_cast<SumHandle*>(data);
+  return h != nullptr && h->sum != nullptr ? h : nullptr;
+}
+
+// generation() -> value >= 0 | -errno
+napi_value SumGeneration(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  SumHandle* h = SumArgs(env, info, nullptr, &argc);
+  return Int(env, h == nullptr ? -kBadHandle : h->sum->Generation());
+}
+
+// reset(generation, names[]) -> 0 | errno
+napi_value SumReset(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  size_t argc = 2;
+  SumHandle* h = SumArgs(env, info, argv, &argc);
+  if (h == nullptr) return Int(env, kBadHandle);
+  double generation;
+  bool is_array = false;
+  uint32_t length = 0;
+  if (argc < 2 || !GetWhole(env, argv[0], 0, SEM_VALUE_MAX, &generation) ||
+      napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, argv[1], &length) != napi_ok || length > 100000) {
+    return Int(env, EINVAL);
+  }
+  std::vector<std::string> names(length);
+  std::vector<const char*> pointers(length);
+  for (uint32_t i = 0; i < length; i++) {
+    char name[256];
+    napi_value item;
+    if (napi_get_element(env, argv[1], i, &item) != napi_ok ||
+        !GetName(env, item, name, sizeof name)) {
+      return Int(env, EINVAL);
+    }
+    names[i] = name;
+    pointers[i] = names[i].c_str();
+  }
+  return Int(env, h->sum->Reset(static_cast<int>(generation), pointers));
+}
+
+// sum() -> total >= 0 | -errno (-ESTALE: list the shares again and reset)
+napi_value SumSum(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  SumHandle* h = SumArgs(env, info, nullptr, &argc);
+  double total = 0;
+  int err = h == nullptr ? kBadHandle : h->sum->Sum(&total);
+  napi_value out;
+  napi_create_double(env, err == 0 ? total : -err, &out);
+  return out;
+}
+
+napi_value SumClose(napi_env env, napi_callback_info info) {
+  void* data = nullptr;
+  size_t argc = 0;
+  napi_get_cb_info(env, info, &argc, nullptr, nullptr, &data);
+  if (data != nullptr) CloseBound(static_cast<SumHandle*>(data));
+  return Int(env, 0);
+}
+
+constexpr Method kSumMethods[] = {
+    {"generation", SumGeneration},
+    {"reset", SumReset},
+    {"sum", SumSum},
+    {"close", SumClose},
+};
 
 // ---- module functions ------------------------------------------------------
 
@@ -326,11 +442,14 @@ EnvData* GetData(napi_env env) {
   return static_cast<EnvData*>(data);
 }
 
-// open(name, create, exclusive, mode, value) -> handle | errno
+// open(name, create, exclusive, mode, value, ownedShare = false) -> handle | errno
+// An owned share (a gauge's own) is drained and unlinked when it closes,
+// however that happens: close(), garbage collection, or thread teardown.
 Napi::Value Open(const Napi::CallbackInfo& info) {
   napi_env env = info.Env();
   char name[256];
   double mode = 0, value = 0;
+  bool owned_share = info.Length() >= 6 && info[5].IsBoolean() && info[5].As<Napi::Boolean>();
   if (info.Length() < 5 || !GetName(env, info[0], name, sizeof name) ||
       !info[1].IsBoolean() || !info[2].IsBoolean() ||
       !GetWhole(env, info[3], 0, 07777, &mode) ||
@@ -341,7 +460,23 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   int err = nsem::Open(name, info[1].As<Napi::Boolean>(), info[2].As<Napi::Boolean>(),
                        static_cast<unsigned>(mode), static_cast<unsigned>(value), &sem);
   if (err != 0) return Napi::Number::New(env, err);
-  napi_value handle = MakeHandle(env, GetData(env), sem);
+  napi_value handle =
+      MakeObject(env, new Handle(GetData(env), sem, name, owned_share), kHandleMethods);
+  if (handle == nullptr) return Napi::Number::New(env, ENOMEM);
+  return Napi::Value(env, handle);
+}
+
+// openSum(generationName) -> sum handle | errno
+Napi::Value OpenSum(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  char name[256];
+  if (info.Length() < 1 || !GetName(env, info[0], name, sizeof name)) {
+    return Napi::Number::New(env, EINVAL);
+  }
+  sem_t* sem = nullptr;
+  int err = nsem::Open(name, false, false, 0, 0, &sem);
+  if (err != 0) return Napi::Number::New(env, err);
+  napi_value handle = MakeObject(env, new SumHandle(GetData(env), sem), kSumMethods);
   if (handle == nullptr) return Napi::Number::New(env, ENOMEM);
   return Napi::Value(env, handle);
 }
@@ -386,6 +521,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   napi_add_env_cleanup_hook(env, TearDown, data);
 
   exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("openSum", Napi::Function::New(env, OpenSum, "openSum"));
   exports.Set("unlink", Napi::Function::New(env, Unlink, "unlink"));
   exports.Set("setSettle", Napi::Function::New(env, SetSettle, "setSettle"));
   exports.Set("SEM_VALUE_MAX", Napi::Number::New(env, SEM_VALUE_MAX));

@@ -1,0 +1,223 @@
+// Gauge: a count that many processes raise and lower, exact after crashes.
+//
+// Each Gauge object owns a share: a named semaphore that only it writes. The
+// gauge's value is the sum of the shares, so removing the share of a process
+// that died is exact. See lib/shares.ts for the names in /dev/shm.
+import { binding, type NativeHandle, type NativeSum } from './native';
+import { SemaphoreError, errno, objectClosed, gaugeUnderflow } from './errors';
+import * as shares from './shares';
+import * as validate from './validate';
+
+export interface GaugeOptions {
+  /** Permission bits of the gauge's semaphores, as a number or octal string (default 0o600). */
+  mode?: number | string;
+}
+
+// Gauges of this thread still open: closed when it exits (end of script,
+// process.exit(), an uncaught exception). A terminated worker thread's shares
+// are given back by the addon's teardown.
+const openGauges = new Set<Gauge>();
+let exitHookInstalled = false;
+
+function closeAllOnExit(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const gauge of openGauges) gauge.close();
+  });
+}
+
+function gaugeName(name: unknown): string {
+  return validate.semaphoreName(name, 'name', shares.SHARE_SUFFIX_BYTES);
+}
+
+function check(err: number, syscall: string, name: string): void {
+  if (err !== 0) throw new SemaphoreError(err, syscall, name);
+}
+
+function openOrThrow(name: string, create: boolean, exclusive: boolean, mode: number, ownedShare = false): NativeHandle | number {
+  const handle = binding.open(name, create, exclusive, mode, 0, ownedShare);
+  if (typeof handle === 'number' && !(exclusive && handle === 17 /* EEXIST */)) {
+    throw new SemaphoreError(handle, 'sem_open', name);
+  }
+  return handle;
+}
+
+/** Opens the gauge's generation semaphore, creating it with exact `mode` if needed. */
+function openGeneration(gauge: string, mode: number): NativeHandle {
+  const name = shares.generationName(gauge);
+  const created = openOrThrow(name, true, true, mode);
+  if (typeof created !== 'number') {
+    shares.chmodSemaphore(name, mode);
+    return created;
+  }
+  return openOrThrow(name, false, false, 0) as NativeHandle;
+}
+
+/** Lists the shares again and points the sum at them. */
+function refresh(sum: NativeSum, gauge: string): void {
+  const generation = sum.generation(); // read before listing, so no change is missed
+  if (generation < 0) throw new SemaphoreError(-generation, 'sem_getvalue', gauge);
+  const names = shares.listShares(gauge).map((s) => s.name);
+  check(sum.reset(generation, names), 'sem_open', gauge);
+}
+
+function readSum(sum: NativeSum, gauge: string): number {
+  for (;;) {
+    const total = sum.sum();
+    if (total >= 0) return total;
+    if (total !== -errno.ESTALE) throw new SemaphoreError(-total, 'sem_getvalue', gauge);
+    refresh(sum, gauge);
+  }
+}
+
+function openSum(gauge: string): NativeSum {
+  const sum = binding.openSum(shares.generationName(gauge));
+  if (typeof sum === 'number') throw new SemaphoreError(sum, 'sem_open', gauge);
+  return sum;
+}
+
+/** Marks a change of the share set, so readers list the shares again. */
+function bump(generation: NativeHandle): void {
+  // At SEM_VALUE_MAX (2^31 share changes) this fails with EOVERFLOW and
+  // readers no longer notice new shares: far past any realistic lifetime.
+  generation.post(1);
+}
+
+/**
+ * Removes the shares of processes that no longer exist (checked by PID and
+ * start time). Returns how much left the total.
+ */
+function reapShares(gauge: string, generation: NativeHandle): number {
+  let removed = 0;
+  for (const share of shares.listShares(gauge)) {
+    if (shares.isOwnerAlive(share)) continue;
+    const handle = binding.open(share.name, false, false, 0, 0);
+    if (typeof handle === 'number') continue; // another reaper was first
+    // Several reapers may drain one share at once: each token goes to one.
+    while (handle.tryWait() === 0) removed++;
+    binding.unlink(share.name);
+    handle.close();
+    bump(generation);
+  }
+  return removed;
+}
+
+/** A count shared by every process on the host, exact after crashes. */
+export class Gauge {
+  /** The gauge's name, with its leading '/'. */
+  readonly name: string;
+  #share: NativeHandle | null;
+  #generation: NativeHandle;
+  #sum: NativeSum;
+  #local = 0;
+
+  constructor(name: string, options?: GaugeOptions) {
+    this.name = gaugeName(name);
+    const mode = validate.mode(validate.options<GaugeOptions>(options).mode);
+    this.#generation = openGeneration(this.name, mode);
+    reapShares(this.name, this.#generation);
+    let share: NativeHandle | number;
+    do {
+      share = openOrThrow(shares.newShareName(this.name, shares.selfIdentity()), true, true, mode, true);
+    } while (typeof share === 'number');
+    this.#share = share;
+    bump(this.#generation);
+    this.#sum = openSum(this.name);
+    openGauges.add(this);
+    closeAllOnExit();
+  }
+
+  /** The total over every process on the host, without taking a share. ENOENT if there is no such gauge. */
+  static read(name: string): number {
+    const gauge = gaugeName(name);
+    const sum = openSum(gauge);
+    try {
+      return readSum(sum, gauge);
+    } finally {
+      sum.close();
+    }
+  }
+
+  /** Removes the gauge and all its shares. False if it did not exist. */
+  static unlink(name: string): boolean {
+    const gauge = gaugeName(name);
+    let existed = false;
+    for (const share of shares.listShares(gauge)) existed = binding.unlink(share.name) === 0 || existed;
+    const err = binding.unlink(shares.generationName(gauge));
+    if (err !== 0 && err !== 2 /* ENOENT */) throw new SemaphoreError(err, 'sem_unlink', gauge);
+    return err === 0 || existed;
+  }
+
+  /** What this object has released and not acquired. */
+  get local(): number {
+    return this.#local;
+  }
+
+  get closed(): boolean {
+    return this.#share === null;
+  }
+
+  /** The total over every process on the host. */
+  get value(): number {
+    this.#open();
+    return readSum(this.#sum, this.name);
+  }
+
+  /** Adds `count` (default 1) for this object. Never blocks. */
+  release(count?: number): void {
+    const n = count === undefined ? 1 : validate.count(count);
+    check(this.#open().post(n), 'sem_post', this.name);
+    this.#local += n;
+  }
+
+  /** Takes back `count` (default 1). Never blocks; ERR_GAUGE_UNDERFLOW if this object holds less. */
+  acquire(count?: number): void {
+    const n = count === undefined ? 1 : validate.count(count);
+    const share = this.#open();
+    if (n > this.#local) throw gaugeUnderflow(this.name, n, this.#local);
+    for (let i = 0; i < n; i++) {
+      // Only this object writes its share, so the tokens are there.
+      check(share.tryWait(), 'sem_trywait', this.name);
+      this.#local--;
+    }
+  }
+
+  /** Releases one, runs fn, and acquires it back however fn ends. Returns fn's result. */
+  async track<T>(fn: () => T | PromiseLike<T>): Promise<T> {
+    this.release();
+    try {
+      return await fn();
+    } finally {
+      if (!this.closed) this.acquire();
+    }
+  }
+
+  /** Removes the shares of processes that no longer exist; returns how much left the total. */
+  reap(): number {
+    this.#open();
+    return reapShares(this.name, this.#generation);
+  }
+
+  /** Gives this object's share back (the value drops by `local`). Idempotent. */
+  close(): void {
+    const share = this.#share;
+    if (share === null) return;
+    this.#share = null;
+    share.close(); // drains and unlinks the share (see src/addon.cc)
+    this.#local = 0;
+    bump(this.#generation);
+    this.#generation.close();
+    this.#sum.close();
+    openGauges.delete(this);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #open(): NativeHandle {
+    if (this.#share === null) throw objectClosed('gauge', this.name);
+    return this.#share;
+  }
+}

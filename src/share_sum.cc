@@ -1,0 +1,57 @@
+#include "glibc_compat.h"
+
+#include "share_sum.h"
+
+#include <errno.h>
+
+#include "semaphore.h"
+
+namespace nsem {
+
+ShareSum::~ShareSum() {
+  CloseShares();
+  Close(generation_);
+}
+
+void ShareSum::CloseShares() {
+  for (sem_t* s : shares_) Close(s);
+  shares_.clear();
+}
+
+int ShareSum::Generation() const {
+  int value = 0;
+  int err = GetValue(generation_, &value);
+  return err == 0 ? value : -err;
+}
+
+int ShareSum::Reset(int generation, const std::vector<const char*>& names) {
+  CloseShares();
+  generation_seen_ = -1;
+  for (const char* name : names) {
+    sem_t* s = nullptr;
+    int err = Open(name, false, false, 0, 0, &s);
+    if (err == ENOENT) continue;  // removed since it was listed
+    if (err != 0) {
+      CloseShares();
+      return err;
+    }
+    shares_.push_back(s);
+  }
+  generation_seen_ = generation;
+  return 0;
+}
+
+int ShareSum::Sum(double* out) const {
+  if (generation_seen_ < 0 || Generation() != generation_seen_) return ESTALE;
+  double total = 0;
+  for (sem_t* s : shares_) {
+    int value = 0;
+    int err = GetValue(s, &value);
+    if (err != 0) return err;
+    total += value;
+  }
+  *out = total;
+  return 0;
+}
+
+}  // namespace nsem
