@@ -1,0 +1,304 @@
+'use strict';
+// The binaries a user gets: a prebuild made exactly as `npm run build:prebuild`
+// makes it (built fresh here, in a copy of the package), and build/Release.
+//  - they need nothing newer than glibc 2.28 / GLIBCXX_3.4.25 / CXXABI_1.3.11
+//    (the oldest runtimes Node 20 supports), so a prebuild made on a new
+//    distribution still loads on old ones;
+//  - a package with no binary at all fails with one clear message;
+//  - a package holding only dist/ and prebuilds/ loads the prebuild.
+//
+// NAMED_SEMAPHORE_PREBUILD=<file> checks that file instead of building one.
+// NAMED_SEMAPHORE_SANITIZE=1 (set by test/sanitize.sh): build/ holds an
+// ASan build, whose symbol versions are not checked.
+const { test, describe, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const root = path.join(__dirname, '..');
+const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+const platform = `${process.platform}-${process.arch}`;
+// prebuildify --napi --tag-libc names the file after the package.
+const prebuildRel = path.join('prebuilds', platform, `${pkg.name}.glibc.node`);
+const buildRel = path.join('build', 'Release', 'named_semaphore.node');
+const sanitize = process.env.NAMED_SEMAPHORE_SANITIZE === '1';
+
+// The newest symbol versions a binary may need: glibc 2.28 and GCC 8's
+// libstdc++ (Debian 10, RHEL 8), the oldest systems Node 20 runs on.
+const LIMITS = { GLIBC: [2, 28], GLIBCXX: [3, 4, 25], CXXABI: [1, 3, 11] };
+// Libraries a prebuild may link: the C and C++ runtimes, nothing else.
+const ALLOWED_NEEDED = new Set([
+  'libc.so.6',
+  'libm.so.6',
+  'libpthread.so.0',
+  'libdl.so.2',
+  'libstdc++.so.6',
+  'libgcc_s.so.1',
+  'ld-linux-x86-64.so.2',
+]);
+
+const supported = process.platform === 'linux' && process.arch === 'x64';
+const hasTool = (tool) => spawnSync(tool, ['--version'], { stdio: 'ignore' }).status === 0;
+const hasBinutils = hasTool('readelf') && hasTool('objdump');
+
+// Child processes that compile get no sanitizer runtime preloaded.
+function plainEnv() {
+  const env = { ...process.env };
+  delete env.LD_PRELOAD;
+  delete env.ASAN_OPTIONS;
+  delete env.UBSAN_OPTIONS;
+  return env;
+}
+
+function tool(cmd, args) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 << 20, env: plainEnv() });
+  assert.equal(r.status, 0, `${cmd} ${args.join(' ')} failed:\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** "GLIBC_2.2.5" -> { prefix: 'GLIBC', parts: [2, 2, 5] }; null when not numbered. */
+function parseVersion(name) {
+  const m = /^([A-Z]+)_(\d+(?:\.\d+)*)$/.exec(name);
+  return m ? { prefix: m[1], parts: m[2].split('.').map(Number) } : null;
+}
+
+function compareParts(a, b) {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const d = (a[i] ?? 0) - (b[i] ?? 0);
+    if (d !== 0) return Math.sign(d);
+  }
+  return 0;
+}
+
+/** The versions a binary needs (readelf's .gnu.version_r), e.g. ['GLIBC_2.2.5', ...]. */
+function versionNeeds(file) {
+  const out = tool('readelf', ['-V', '--wide', file]);
+  const section = out.split(/^Version needs section/m)[1] ?? '';
+  const needs = [];
+  for (const line of section.split('\n').slice(1)) {
+    if (/^\S/.test(line)) break; // the next section
+    const m = /\bName:\s+(\S+)/.exec(line);
+    if (m) needs.push(m[1]);
+  }
+  return needs;
+}
+
+/** Undefined dynamic symbols by version (objdump -T), for clear failures. */
+function symbolsByVersion(file) {
+  const bySymbol = new Map();
+  for (const line of tool('objdump', ['-T', file]).split('\n')) {
+    const m = /\*UND\*\s+\S+\s+\(?([A-Za-z]+_[\w.]+)\)?\s+(\S+)\s*$/.exec(line);
+    if (!m) continue;
+    if (!bySymbol.has(m[1])) bySymbol.set(m[1], []);
+    bySymbol.get(m[1]).push(m[2]);
+  }
+  return bySymbol;
+}
+
+function neededLibraries(file) {
+  return [...tool('readelf', ['-d', '--wide', file]).matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map(
+    (m) => m[1],
+  );
+}
+
+/** Each needed version above its limit, with the symbols that need it. */
+function tooNew(file) {
+  const needs = versionNeeds(file);
+  assert.ok(needs.length > 0, `readelf found no version needs in ${file}`);
+  assert.ok(
+    needs.some((n) => n.startsWith('GLIBC_')),
+    `readelf found no GLIBC_ version needs in ${file}: ${needs.join(' ')}`,
+  );
+  // objdump must agree: every version a symbol uses is listed in the needs.
+  const symbols = symbolsByVersion(file);
+  for (const version of symbols.keys()) {
+    if (/^(GLIBC|GLIBCXX|CXXABI)_/.test(version)) {
+      assert.ok(needs.includes(version), `objdump -T shows ${version}, readelf -V does not list it`);
+    }
+  }
+  const bad = [];
+  for (const name of new Set(needs)) {
+    const prefix = name.split('_')[0];
+    if (!(prefix in LIMITS)) continue; // GCC_x.y (libgcc_s) and the like
+    const v = parseVersion(name);
+    if (!v || v.prefix !== prefix || compareParts(v.parts, LIMITS[prefix]) > 0) {
+      bad.push(`${name} (limit ${prefix}_${LIMITS[prefix].join('.')}), for: ${(symbols.get(name) ?? ['?']).join(', ')}`);
+    }
+  }
+  return bad;
+}
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nsem-prebuild-test-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+let prebuild; // the prebuild under test, or the reason there is none
+
+/** Makes a prebuild as `npm run build:prebuild` does, in a copy of the package. */
+function makePrebuild() {
+  if (process.env.NAMED_SEMAPHORE_PREBUILD) return path.resolve(process.env.NAMED_SEMAPHORE_PREBUILD);
+  const dir = path.join(tmp, 'prebuildify');
+  fs.mkdirSync(dir);
+  for (const entry of ['src', 'binding.gyp', 'package.json']) {
+    fs.cpSync(path.join(root, entry), path.join(dir, entry), { recursive: true });
+  }
+  fs.symlinkSync(fs.realpathSync(path.join(root, 'node_modules')), path.join(dir, 'node_modules'));
+  const r = spawnSync('npm', ['run', '--silent', 'build:prebuild'], {
+    cwd: dir,
+    env: plainEnv(),
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+    timeout: 10 * 60 * 1000,
+  });
+  if (r.status !== 0) {
+    throw new Error(`npm run build:prebuild failed (${r.error?.message ?? `status ${r.status}`}):\n${r.stdout}\n${r.stderr}`);
+  }
+  const file = path.join(dir, prebuildRel);
+  assert.ok(fs.existsSync(file), `npm run build:prebuild made no ${prebuildRel}; it made: ${listPrebuilds(dir)}`);
+  return file;
+}
+
+function listPrebuilds(dir) {
+  const out = [];
+  const walk = (d) => {
+    for (const e of fs.existsSync(d) ? fs.readdirSync(d, { withFileTypes: true }) : []) {
+      if (e.isDirectory()) walk(path.join(d, e.name));
+      else out.push(path.relative(dir, path.join(d, e.name)));
+    }
+  };
+  walk(path.join(dir, 'prebuilds'));
+  return out.join(', ') || 'nothing';
+}
+
+/**
+ * A package folder as a user gets it, without build/: dist/, package.json,
+ * node_modules/node-gyp-build (a link), and the given prebuild if any.
+ */
+function packageFolder(name, prebuildFile) {
+  const dir = path.join(tmp, name);
+  fs.mkdirSync(path.join(dir, 'node_modules'), { recursive: true });
+  fs.cpSync(path.join(root, 'dist'), path.join(dir, 'dist'), { recursive: true });
+  fs.copyFileSync(path.join(root, 'package.json'), path.join(dir, 'package.json'));
+  const ngb = path.dirname(require.resolve('node-gyp-build/package.json', { paths: [root] }));
+  fs.symlinkSync(ngb, path.join(dir, 'node_modules', 'node-gyp-build'), 'dir');
+  if (prebuildFile) {
+    fs.mkdirSync(path.join(dir, path.dirname(prebuildRel)), { recursive: true });
+    fs.copyFileSync(prebuildFile, path.join(dir, prebuildRel));
+  }
+  assert.ok(!fs.existsSync(path.join(dir, 'build')));
+  return fs.realpathSync(dir);
+}
+
+function runNode(args) {
+  return spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 60000, env: process.env });
+}
+
+describe('prebuild', { skip: !supported && `prebuilds are made for linux-x64 only, this is ${platform}` }, () => {
+  before(() => {
+    try {
+      prebuild = makePrebuild();
+    } catch (err) {
+      prebuild = err;
+    }
+  });
+
+  const needPrebuild = () => {
+    if (prebuild instanceof Error) throw prebuild;
+    return prebuild;
+  };
+
+  test(`build:prebuild makes ${prebuildRel}, stripped`, () => {
+    const file = needPrebuild();
+    assert.ok(fs.statSync(file).size > 0);
+    if (!hasBinutils) return;
+    const sections = tool('readelf', ['-S', '--wide', file]);
+    assert.doesNotMatch(sections, /\s\.symtab\s/, 'the prebuild still has a .symtab: --strip did not run');
+    assert.match(sections, /\s\.dynsym\s/);
+  });
+
+  test(
+    'the prebuild needs no GLIBC above 2.28, GLIBCXX above 3.4.25, CXXABI above 1.3.11',
+    { skip: !hasBinutils && 'readelf/objdump (binutils) not installed' },
+    () => {
+      const file = needPrebuild();
+      assert.deepEqual(tooNew(file), [], `${file} needs symbol versions that are too new`);
+    },
+  );
+
+  test('the prebuild links only the C and C++ runtimes', { skip: !hasBinutils && 'binutils not installed' }, () => {
+    const needed = neededLibraries(needPrebuild());
+    assert.deepEqual(
+      needed.filter((lib) => !ALLOWED_NEEDED.has(lib)),
+      [],
+      `unexpected NEEDED libraries: ${needed.join(', ')}`,
+    );
+  });
+
+  test(
+    `${buildRel} needs no symbol versions above the same limits`,
+    {
+      skip:
+        (!hasBinutils && 'binutils not installed') ||
+        (sanitize && 'NAMED_SEMAPHORE_SANITIZE=1: build/ holds an ASan build') ||
+        (!fs.existsSync(path.join(root, buildRel)) && `no ${buildRel} (npm run build:native makes it)`),
+    },
+    () => {
+      const file = path.join(root, buildRel);
+      assert.deepEqual(tooNew(file), [], `${file} needs symbol versions that are too new`);
+    },
+  );
+
+  test('a fresh process loads the prebuild through node-gyp-build when there is no build/', () => {
+    const dir = packageFolder('with-prebuild', needPrebuild());
+    const expected = path.join(dir, prebuildRel);
+    const script = `
+      const fs = require('node:fs');
+      const dir = process.argv[1];
+      const resolved = require(require.resolve('node-gyp-build', { paths: [dir] })).resolve(dir);
+      const { NamedSemaphore } = require(dir);
+      const name = '/nsem-test-prebuild-' + process.pid;
+      const sem = new NamedSemaphore(name, { exclusive: true, initialValue: 1 });
+      sem.post(2);
+      const value = sem.value;
+      sem.close();
+      const unlinked = NamedSemaphore.unlink(name);
+      const loaded = fs.readFileSync('/proc/self/maps', 'utf8').split('\\n')
+        .map((line) => line.split(/\\s+/).slice(5).join(' '))
+        .filter((file) => file.endsWith('.node'));
+      console.log(JSON.stringify({ resolved, value, unlinked, loaded: [...new Set(loaded)] }));
+    `;
+    const r = runNode(['-e', script, dir]);
+    assert.equal(r.status, 0, `child failed:\n${r.stderr}`);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop());
+    assert.equal(out.resolved, expected);
+    assert.deepEqual(out.loaded, [expected], 'the process mapped some other .node file');
+    assert.equal(out.value, 3);
+    assert.equal(out.unlinked, true);
+  });
+});
+
+describe('no binary', { skip: !supported && `this checks the linux-x64 message, this is ${platform}` }, () => {
+  test('requiring a package with neither prebuild nor build fails with one clear message', () => {
+    const dir = packageFolder('no-binary', null);
+    const r = runNode(['-e', `require(${JSON.stringify(dir)})`]);
+    const stderr = r.stderr;
+    assert.equal(r.signal, null, stderr);
+    assert.notEqual(r.status, 0, 'require() succeeded without any binary');
+    assert.equal(r.stdout, '');
+
+    // It names the platform and says how to build from source.
+    assert.match(stderr, /no prebuilt binary fits linux-x64/);
+    assert.ok(stderr.includes('npm install-scripts approve named-semaphore && npm rebuild named-semaphore'), stderr);
+    assert.ok(stderr.includes(`cd ${dir} && npx node-gyp rebuild`), stderr);
+    assert.equal(stderr.split('no prebuilt binary fits').length - 1, 1, `the message is repeated:\n${stderr}`);
+
+    // One Error and its own stack: no chained causes, no loader internals.
+    const headers = stderr.split('\n').filter((line) => /^\s*(\[cause\]:\s*)?[A-Za-z]*Error\b[^:\n]*:/.test(line));
+    assert.equal(headers.length, 1, `expected a single Error, got:\n${stderr}`);
+    assert.doesNotMatch(stderr, /\[cause\]/, `the error prints a chained cause:\n${stderr}`);
+    assert.doesNotMatch(stderr, /node-gyp-build\.js/, `the output shows node-gyp-build internals:\n${stderr}`);
+    const frames = stderr.split('\n').filter((line) => /^\s+at /.test(line));
+    assert.ok(frames.length <= 10, `${frames.length} stack frames:\n${stderr}`);
+  });
+});
