@@ -208,7 +208,7 @@ describe('prebuild', { skip: !supported && `prebuilds are made for linux-x64 onl
     return prebuild;
   };
 
-  test(`build:prebuild makes ${prebuildRel}, stripped`, () => {
+  test(`the prebuild is ${prebuildRel}, stripped`, () => {
     const file = needPrebuild();
     assert.ok(fs.statSync(file).size > 0);
     if (!hasBinutils) return;
