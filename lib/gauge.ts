@@ -103,6 +103,22 @@ function reapShares(gauge: string, generation: NativeHandle): number {
   return removed;
 }
 
+/**
+ * Removes the shares of processes that no longer exist from the gauge `name`,
+ * without taking a share. Returns how much left the total; ENOENT if there is
+ * no such gauge.
+ */
+export function reapGauge(name: string): number {
+  const gauge = gaugeName(name);
+  const generation = binding.open(shares.generationName(gauge), false, false, 0, 0);
+  if (typeof generation === 'number') throw new SemaphoreError(generation, 'sem_open', gauge);
+  try {
+    return reapShares(gauge, generation);
+  } finally {
+    generation.close();
+  }
+}
+
 /** A count shared by every process on the host, exact after crashes. */
 export class Gauge {
   /** The gauge's name, with its leading '/'. */

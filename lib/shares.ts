@@ -96,3 +96,13 @@ export function isOwnerAlive(share: ProcessIdentity): boolean {
 export function chmodSemaphore(name: string, mode: number): void {
   fs.chmodSync(`${SHM_DIR}/sem.${name.slice(1)}`, mode);
 }
+
+/** The file that holds the semaphore `name` ('/x' -> '/dev/shm/sem.x'). */
+export function semaphorePath(name: string): string {
+  return `${SHM_DIR}/sem.${name.slice(1)}`;
+}
+
+/** The semaphore name a file in SHM_DIR holds ('sem.x' -> '/x'), or null if it holds none. */
+export function semaphoreOfFile(file: string): string | null {
+  return file.startsWith('sem.') && file.length > 4 ? '/' + file.slice(4) : null;
+}

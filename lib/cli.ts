@@ -1,0 +1,651 @@
+#!/usr/bin/env node
+// The named-semaphore command: look at and change the named semaphores and
+// gauges of this host from a shell.
+//
+// Exit status: 0 success, 1 the operation failed (not found, timed out,
+// permission), 2 a usage error. Every error is one line on stderr.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import * as shares from './shares';
+import * as validate from './validate';
+
+// The API is loaded on first use, so `--help` and usage errors work even when
+// the native binary does not load, and a load failure is reported like any error.
+type Api = typeof import('./index') & { reapGauge: typeof import('./gauge').reapGauge };
+let loaded: Api | undefined;
+function api(): Api {
+  if (loaded === undefined) {
+    /* eslint-disable @typescript-eslint/no-require-imports */
+    const index = require('./index') as typeof import('./index');
+    const gauge = require('./gauge') as typeof import('./gauge');
+    /* eslint-enable @typescript-eslint/no-require-imports */
+    loaded = { ...index, reapGauge: gauge.reapGauge };
+  }
+  return loaded;
+}
+
+const PROG = 'named-semaphore';
+
+/** Exit 2: the command line is wrong. */
+class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly command?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Exit 1 with this message: the operation failed. `code` leads the message, like a system error. */
+class Failure extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+  }
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+interface Command {
+  /** After the command name, e.g. 'NAME [--json]'. */
+  synopsis: string;
+  summary: string;
+  /** Lines after the synopsis in `CMD --help`. */
+  details: string;
+  options: Record<string, { type: 'string' | 'boolean'; short?: string }>;
+  /** Names of the positionals; those in [] are optional. */
+  positionals: string[];
+  run(values: Values, args: string[]): number | Promise<number>;
+}
+
+// ---- arguments ------------------------------------------------------------
+
+function semaphoreName(text: string): string {
+  try {
+    return validate.semaphoreName(text, 'NAME');
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+function integer(text: string, what: string, min: number, max: number): number {
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!(n >= min && n <= max)) throw new UsageError(`${what} must be an integer from ${min} to ${max}, not '${text}'`);
+  return n;
+}
+
+function octalMode(text: string): number {
+  const m = /^(?:0o)?0*([0-7]{1,4})$/i.exec(text);
+  if (m === null) throw new UsageError(`--mode must be octal permission bits such as 600 or 0640, not '${text}'`);
+  return parseInt(m[1], 8);
+}
+
+// ---- what is in /dev/shm --------------------------------------------------
+
+function exists(name: string): boolean {
+  return fs.existsSync(shares.semaphorePath(name));
+}
+
+/** A NAME that has a generation file is a gauge. */
+function isGauge(name: string): boolean {
+  return exists(shares.generationName(name));
+}
+
+function isSystemError(error: unknown, code: string): boolean {
+  return (error as { code?: unknown })?.code === code;
+}
+
+let passwd: Map<number, string> | undefined;
+function userName(uid: number): string {
+  if (passwd === undefined) {
+    passwd = new Map();
+    try {
+      for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
+        const [user, , id] = line.split(':');
+        if (user && id && /^\d+$/.test(id) && !passwd.has(Number(id))) passwd.set(Number(id), user);
+      }
+    } catch {
+      // no /etc/passwd: uids it is
+    }
+  }
+  return passwd.get(uid) ?? String(uid);
+}
+
+interface Entry {
+  name: string;
+  kind: 'semaphore' | 'gauge';
+  /** null when it could not be read (see error). */
+  value: number | null;
+  owner: string;
+  uid: number;
+  /** Permission bits in octal, e.g. '0600'. */
+  mode: string;
+  /** Gauges: shares, and shares whose process is gone. */
+  shares?: number;
+  deadShares?: number;
+  /** Why value is null, e.g. 'EACCES'. */
+  error?: string;
+}
+
+/** The value of one semaphore, opened without creating it. */
+function semaphoreValue(name: string): number {
+  const sem = new (api().NamedSemaphore)(name, { create: false });
+  try {
+    return sem.value;
+  } finally {
+    sem.close();
+  }
+}
+
+function errorCode(error: unknown): string {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code === 'string') return code;
+  throw error;
+}
+
+function listAll(): Entry[] {
+  const files = fs.readdirSync(shares.SHM_DIR);
+  const semaphores: string[] = [];
+  const gauges = new Set<string>();
+  for (const file of files) {
+    const name = shares.semaphoreOfFile(file);
+    if (name === null) continue;
+    const generationOf = shares.gaugeOfGenerationFile(file);
+    const shareOf = shares.parseShareFile(file);
+    if (generationOf !== null) gauges.add(generationOf);
+    else if (shareOf !== null) gauges.add(shareOf.gauge); // a share whose generation is gone still shows
+    else semaphores.push(name);
+  }
+
+  const entries: Entry[] = [];
+  const describe = (name: string, kind: Entry['kind'], file: string, read: () => number): Entry | null => {
+    let stat: fs.Stats;
+    try {
+      stat = fs.statSync(shares.semaphorePath(file));
+    } catch (error) {
+      if (isSystemError(error, 'ENOENT')) return null; // removed meanwhile
+      throw error;
+    }
+    const entry: Entry = {
+      name,
+      kind,
+      value: null,
+      owner: userName(stat.uid),
+      uid: stat.uid,
+      mode: (stat.mode & 0o7777).toString(8).padStart(4, '0'),
+    };
+    try {
+      entry.value = read();
+    } catch (error) {
+      const code = errorCode(error);
+      if (code === 'ENOENT') return null;
+      entry.error = code;
+    }
+    return entry;
+  };
+
+  for (const name of semaphores) {
+    const entry = describe(name, 'semaphore', name, () => semaphoreValue(name));
+    if (entry !== null) entries.push(entry);
+  }
+  for (const gauge of gauges) {
+    const list = shares.listShares(gauge, files);
+    const hasGeneration = files.includes(`sem.${shares.generationName(gauge).slice(1)}`);
+    const file = hasGeneration ? shares.generationName(gauge) : list[0].name;
+    // Without its generation (a race with unlink), the shares are summed one by one.
+    const read = hasGeneration
+      ? (): number => api().Gauge.read(gauge)
+      : (): number => list.reduce((sum, share) => sum + semaphoreValue(share.name), 0);
+    const entry = describe(gauge, 'gauge', file, read);
+    if (entry === null) continue;
+    entry.shares = list.length;
+    entry.deadShares = list.filter((share) => !shares.isOwnerAlive(share)).length;
+    entries.push(entry);
+  }
+  return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+function table(entries: Entry[]): string {
+  const header = ['NAME', 'KIND', 'VALUE', 'OWNER', 'MODE', 'SHARES', 'DEAD'];
+  const right = [false, false, true, false, false, true, true];
+  const rows = entries.map((e) => [
+    e.name,
+    e.kind,
+    e.value === null ? e.error! : String(e.value),
+    e.owner,
+    e.mode,
+    e.shares === undefined ? '-' : String(e.shares),
+    e.deadShares === undefined ? '-' : String(e.deadShares),
+  ]);
+  const all = [header, ...rows];
+  const widths = header.map((_, i) => Math.max(...all.map((row) => row[i].length)));
+  return all
+    .map((row) =>
+      row
+        .map((cell, i) => (right[i] ? cell.padStart(widths[i]) : cell.padEnd(widths[i])))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+/** Reads a semaphore's value or a gauge's total, again and again. */
+interface Reader {
+  kind: Entry['kind'];
+  read(): number;
+  close(): void;
+}
+
+function openReader(name: string): Reader {
+  const { Gauge, NamedSemaphore } = api();
+  if (isGauge(name)) {
+    Gauge.read(name); // fails now, not later, if it cannot be read
+    return { kind: 'gauge', read: () => Gauge.read(name), close: () => {} };
+  }
+  const sem = new NamedSemaphore(name, { create: false });
+  return { kind: 'semaphore', read: () => sem.value, close: () => sem.close() };
+}
+
+// ---- watch ----------------------------------------------------------------
+
+const SPARKS = '▁▂▃▄▅▆▇█';
+const HISTORY = 120;
+
+/** Bar heights proportional to the values, the highest full. */
+function sparkline(values: number[]): string {
+  const top = Math.max(...values);
+  return values.map((v) => SPARKS[top <= 0 ? 0 : Math.round((v / top) * (SPARKS.length - 1))]).join('');
+}
+
+function watch(name: string, intervalMs: number, count: number | undefined): Promise<number> {
+  const reader = openReader(name);
+  const tty = process.stdout.isTTY === true;
+  const recent: number[] = [];
+  let samples = 0;
+  let min = Infinity;
+  let max = -Infinity;
+  const start = Date.now();
+  return new Promise<number>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    let done = false;
+    const finish = (error?: unknown): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+      reader.close();
+      if (tty && samples > 0) process.stdout.write('\n');
+      if (error === undefined) resolve(0);
+      else reject(error);
+    };
+    const onSignal = (): void => finish();
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+
+    const sample = (): void => {
+      let value: number;
+      try {
+        value = reader.read();
+      } catch (error) {
+        finish(error);
+        return;
+      }
+      samples++;
+      min = Math.min(min, value);
+      max = Math.max(max, value);
+      if (tty) {
+        recent.push(value);
+        if (recent.length > HISTORY) recent.shift();
+        const text = `${name}  ${value}  min ${min}  max ${max}  `;
+        const room = Math.max(1, (process.stdout.columns || 80) - text.length - 1);
+        process.stdout.write(`\r${text}${sparkline(recent.slice(-room))}\x1b[K`);
+      } else {
+        process.stdout.write(`${new Date().toISOString()} ${value}\n`);
+      }
+      if (count !== undefined && samples >= count) {
+        finish();
+        return;
+      }
+      // On a fixed schedule, so slow reads do not make it drift.
+      timer = setTimeout(sample, Math.max(0, start + samples * intervalMs - Date.now()));
+    };
+    sample();
+  });
+}
+
+// ---- the commands ---------------------------------------------------------
+
+const commands: Record<string, Command> = {
+  ls: {
+    synopsis: '[--json]',
+    summary: 'list every named semaphore and gauge on this host',
+    details: `Lists /dev/shm/sem.*: each semaphore, and each gauge once (its share and
+generation semaphores are not listed apart). VALUE is a gauge's total; SHARES
+counts a gauge's shares and DEAD those whose process is gone (see 'reap').
+A value this user may not read shows as its error code, e.g. EACCES.
+
+Options:
+  --json      an array of objects: name, kind, value, owner, uid, mode,
+              and for gauges shares and deadShares`,
+    options: { json: { type: 'boolean' } },
+    positionals: [],
+    run(values) {
+      const entries = listAll();
+      if (values.json) console.log(JSON.stringify(entries, null, 2));
+      else console.log(table(entries));
+      return 0;
+    },
+  },
+
+  get: {
+    synopsis: 'NAME [--json]',
+    summary: "print a semaphore's value, or a gauge's total",
+    details: `Prints the value as a bare integer. NAME is a gauge if it has a gauge
+generation semaphore (NAME~gauge); its value is the sum of its shares.
+
+Options:
+  --json      {"name", "kind", "value"}`,
+    options: { json: { type: 'boolean' } },
+    positionals: ['NAME'],
+    run(values, [text]) {
+      const name = semaphoreName(text);
+      const reader = openReader(name);
+      try {
+        const value = reader.read();
+        console.log(values.json ? JSON.stringify({ name, kind: reader.kind, value }) : String(value));
+      } finally {
+        reader.close();
+      }
+      return 0;
+    },
+  },
+
+  watch: {
+    synopsis: 'NAME [--interval MS] [--count N]',
+    summary: 'follow the value of a semaphore or gauge',
+    details: `On a terminal, one line redrawn in place: the value, its minimum and maximum
+so far, and a sparkline of recent values. Otherwise one line per sample: an
+ISO 8601 timestamp and the value. Ctrl-C ends it (exit status 0).
+
+Options:
+  --interval MS   milliseconds between samples (default 1000)
+  --count N       stop after N samples`,
+    options: { interval: { type: 'string' }, count: { type: 'string' } },
+    positionals: ['NAME'],
+    run(values, [text]) {
+      const name = semaphoreName(text);
+      const interval = values.interval === undefined ? 1000 : integer(values.interval as string, '--interval', 1, 2 ** 31 - 1);
+      const count = values.count === undefined ? undefined : integer(values.count as string, '--count', 1, Number.MAX_SAFE_INTEGER);
+      return watch(name, interval, count);
+    },
+  },
+
+  create: {
+    synopsis: 'NAME [--value N] [--mode OCTAL] [--exclusive]',
+    summary: 'create a semaphore',
+    details: `Creates the semaphore NAME, or leaves it as it is if it exists (then --value
+and --mode have no effect, and a note says so).
+
+Options:
+  --value N       its value when created (default 0)
+  --mode OCTAL    its exact permission bits, whatever the umask (default 600)
+  --exclusive     fail (EEXIST) if it exists`,
+    options: { value: { type: 'string' }, mode: { type: 'string' }, exclusive: { type: 'boolean' } },
+    positionals: ['NAME'],
+    run(values, [text]) {
+      const name = semaphoreName(text);
+      const initialValue = values.value === undefined ? 0 : integer(values.value as string, '--value', 0, validate.SEM_VALUE_MAX);
+      const mode = values.mode === undefined ? undefined : octalMode(values.mode as string);
+      const { NamedSemaphore } = api();
+      for (;;) {
+        try {
+          new NamedSemaphore(name, { exclusive: true, mode, initialValue }).close();
+          if (mode !== undefined) shares.chmodSemaphore(name, mode); // sem_open applied the umask
+          return 0;
+        } catch (error) {
+          if (values.exclusive || !isSystemError(error, 'EEXIST')) throw error;
+        }
+        try {
+          new NamedSemaphore(name, { create: false }).close();
+        } catch (error) {
+          if (isSystemError(error, 'ENOENT')) continue; // removed meanwhile: create it after all
+          throw error;
+        }
+        if (values.value !== undefined || values.mode !== undefined) {
+          console.error(`${PROG}: note: '${name}' exists already; --value and --mode apply only when it is created`);
+        }
+        return 0;
+      }
+    },
+  },
+
+  post: {
+    synopsis: 'NAME [N]',
+    summary: 'add N (default 1) to a semaphore',
+    details: `Adds N to the semaphore NAME, which must exist. Fails with EOVERFLOW, leaving
+it unchanged, past ${validate.SEM_VALUE_MAX}.`,
+    options: {},
+    positionals: ['NAME', '[N]'],
+    run(_values, [text, n]) {
+      const name = semaphoreName(text);
+      const count = n === undefined ? 1 : integer(n, 'N', 1, validate.SEM_VALUE_MAX);
+      const sem = openSemaphore(name);
+      try {
+        sem.post(count);
+      } finally {
+        sem.close();
+      }
+      return 0;
+    },
+  },
+
+  wait: {
+    synopsis: 'NAME [--timeout MS]',
+    summary: 'take one from a semaphore, waiting while it is 0',
+    details: `Takes one from the semaphore NAME, which must exist, blocking while its value
+is 0. Exit status 1 (ETIMEDOUT) if the timeout passes first.
+
+Options:
+  --timeout MS    give up after MS milliseconds (0: try once; default: wait forever)`,
+    options: { timeout: { type: 'string' } },
+    positionals: ['NAME'],
+    run(values, [text]) {
+      const name = semaphoreName(text);
+      const timeout = values.timeout === undefined ? undefined : integer(values.timeout as string, '--timeout', 0, Number.MAX_SAFE_INTEGER);
+      const sem = openSemaphore(name);
+      try {
+        // Blocking is right here: the process has nothing else to do, and
+        // Ctrl-C ends it before or after the wait took, never halfway.
+        if (!sem.waitSync({ timeout })) throw new Failure('ETIMEDOUT', `timed out after ${timeout} ms, sem_wait '${name}'`);
+      } finally {
+        sem.close();
+      }
+      return 0;
+    },
+  },
+
+  unlink: {
+    synopsis: 'NAME',
+    summary: 'remove a semaphore, or a gauge and all its shares',
+    details: `Removes the name; processes that have it open keep using it. If NAME is a
+gauge, its generation semaphore and every share are removed.`,
+    options: {},
+    positionals: ['NAME'],
+    run(_values, [text]) {
+      const name = semaphoreName(text);
+      const { Gauge, NamedSemaphore } = api();
+      const gauge = isGauge(name) || shares.listShares(name).length > 0;
+      if (gauge ? !Gauge.unlink(name) : !NamedSemaphore.unlink(name)) {
+        throw new Failure('ENOENT', `no such file or directory, sem_unlink '${name}'`);
+      }
+      return 0;
+    },
+  },
+
+  reap: {
+    synopsis: 'NAME',
+    summary: 'remove the shares of dead processes from a gauge',
+    details: `Removes the shares of the gauge NAME whose process no longer exists, and
+prints how much left the total (0 if none were dead).`,
+    options: {},
+    positionals: ['NAME'],
+    run(_values, [text]) {
+      const name = semaphoreName(text);
+      if (!isGauge(name) && exists(name)) throw new Failure('EINVAL', `'${name}' is a semaphore, not a gauge`);
+      console.log(String(api().reapGauge(name)));
+      return 0;
+    },
+  },
+};
+
+/** Opens an existing semaphore; says so when NAME is a gauge instead. */
+function openSemaphore(name: string): InstanceType<Api['NamedSemaphore']> {
+  try {
+    return new (api().NamedSemaphore)(name, { create: false });
+  } catch (error) {
+    if (isSystemError(error, 'ENOENT') && isGauge(name)) {
+      throw new Failure('ENOENT', `'${name}' is a gauge, which only its processes change; sem_open '${name}'`);
+    }
+    throw error;
+  }
+}
+
+// ---- help and dispatch ------------------------------------------------------
+
+function usageLine(name: string): string {
+  return `${PROG} ${name} ${commands[name].synopsis}`.trimEnd();
+}
+
+function globalHelp(): string {
+  const lines = Object.keys(commands).map((name) => `  ${usageLine(name).slice(PROG.length + 1)}\n      ${commands[name].summary}`);
+  return `Usage: ${PROG} <command> [options]
+
+POSIX named semaphores and gauges on this host (/dev/shm). NAME may be given
+with or without its leading '/'.
+
+Commands:
+${lines.join('\n')}
+
+Run '${PROG} <command> --help' for a command's options.
+Exit status: 0 success, 1 the operation failed, 2 a usage error.`;
+}
+
+function commandHelp(name: string): string {
+  return `Usage: ${usageLine(name)}
+
+${commands[name].summary[0].toUpperCase() + commands[name].summary.slice(1)}.
+
+${commands[name].details}`;
+}
+
+function version(): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Whether -h or --help comes before any '--'. */
+function wantsHelp(args: string[]): boolean {
+  for (const arg of args) {
+    if (arg === '--') return false;
+    if (arg === '-h' || arg === '--help') return true;
+  }
+  return false;
+}
+
+function parseError(error: unknown, command: string): UsageError {
+  const e = error as { code?: string; message: string };
+  const option = /'(-[^' ]*)/.exec(e.message)?.[1];
+  switch (e.code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return new UsageError(`unknown option '${option}'`, command);
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      return new UsageError(
+        /argument missing|ambiguous/.test(e.message) ? `option '${option}' needs a value` : `option '${option}' takes no value`,
+        command,
+      );
+    default:
+      return new UsageError(e.message.split('\n')[0], command);
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === undefined) throw new UsageError('missing command');
+  if (first === '-h' || first === '--help' || first === 'help') {
+    const topic = first === 'help' ? rest[0] : undefined;
+    if (topic !== undefined && !Object.hasOwn(commands, topic)) throw new UsageError(`unknown command '${topic}'`);
+    console.log(topic === undefined ? globalHelp() : commandHelp(topic));
+    return 0;
+  }
+  if (first === '-V' || first === '--version') {
+    console.log(version());
+    return 0;
+  }
+  if (first.startsWith('-')) throw new UsageError(`unknown option '${first}'; options come after the command`);
+  if (!Object.hasOwn(commands, first)) throw new UsageError(`unknown command '${first}'`);
+  const command = commands[first];
+  if (wantsHelp(rest)) {
+    console.log(commandHelp(first));
+    return 0;
+  }
+
+  let parsed: { values: Values; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true }) as typeof parsed;
+  } catch (error) {
+    throw parseError(error, first);
+  }
+  const required = command.positionals.filter((p) => !p.startsWith('[')).length;
+  if (parsed.positionals.length < required) {
+    throw new UsageError(`missing ${command.positionals[parsed.positionals.length]}`, first);
+  }
+  if (parsed.positionals.length > command.positionals.length) {
+    throw new UsageError(`unexpected argument '${parsed.positionals[command.positionals.length]}'`, first);
+  }
+  try {
+    return await command.run(parsed.values, parsed.positionals);
+  } catch (error) {
+    if (error instanceof UsageError && error.command === undefined) throw new UsageError(error.message, first);
+    throw error;
+  }
+}
+
+/** One line for stderr, and the exit status. */
+function report(error: unknown): [string, number] {
+  if (error instanceof UsageError) {
+    const hint = error.command === undefined ? `${PROG} --help` : `${PROG} ${error.command} --help`;
+    return [`${error.message} (see '${hint}')`, 2];
+  }
+  const e = error as { code?: unknown; message?: unknown } | null;
+  const message = typeof e?.message === 'string' ? e.message : String(error);
+  const code = typeof e?.code === 'string' ? e.code : undefined;
+  // Arguments the API refused are usage errors; our own checks catch most first.
+  if (code !== undefined && /^ERR_(INVALID_ARG|OUT_OF_RANGE)/.test(code)) return [message.split('\n')[0], 2];
+  // System errors already begin with their code; others get it in front.
+  const line = code === undefined || message.startsWith(`${code}:`) ? message : `${code}: ${message}`;
+  // The addon's load failure explains how to build it on the lines after the first: keep them.
+  if (line.startsWith(`${PROG}: no prebuilt binary`)) return [line.slice(PROG.length + 2), 1];
+  return [line.split('\n')[0], 1];
+}
+
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  // The reader went away (`| head`): nothing left to do.
+  if (error.code === 'EPIPE') process.exit(0);
+  process.stderr.write(`${PROG}: ${report(error)[0]}\n`);
+  process.exit(1);
+});
+
+main(process.argv.slice(2)).then(
+  (status) => {
+    process.exitCode = status;
+  },
+  (error: unknown) => {
+    const [line, status] = report(error);
+    process.stderr.write(`${PROG}: ${line}\n`);
+    process.exitCode = status;
+  },
+);
