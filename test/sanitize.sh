@@ -110,5 +110,7 @@ if grep -nE 'ERROR: AddressSanitizer|runtime error:|SUMMARY: (Address|UndefinedB
 fi
 [ $found -eq 0 ] || fail "ASan/UBSan reported errors (above)"
 echo "none"
+
+begin "test results"
 grep -E '^# (tests|pass|fail|cancelled|skipped|todo)' "$work/tests.log" || true
 [ "$tests_rc" -eq 0 ] || fail "the tests failed under the sanitizers (node --test exit $tests_rc)"
