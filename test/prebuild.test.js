@@ -113,6 +113,7 @@ function tooNew(file) {
   );
   // objdump must agree: every version a symbol uses is listed in the needs.
   const symbols = symbolsByVersion(file);
+  assert.ok(symbols.size > 0, `objdump -T found no versioned undefined symbols in ${file}`);
   for (const version of symbols.keys()) {
     if (/^(GLIBC|GLIBCXX|CXXABI)_/.test(version)) {
       assert.ok(needs.includes(version), `objdump -T shows ${version}, readelf -V does not list it`);
