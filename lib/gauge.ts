@@ -4,7 +4,7 @@
 // gauge's value is the sum of the shares, so removing the share of a process
 // that died is exact. See lib/shares.ts for the names in /dev/shm.
 import { binding, type NativeHandle, type NativeSum } from './native';
-import { SemaphoreError, errno, objectClosed, gaugeUnderflow } from './errors';
+import { SemaphoreError, errno, gaugeUnderflow, invalidArgType, objectClosed } from './errors';
 import * as shares from './shares';
 import * as validate from './validate';
 
@@ -134,9 +134,12 @@ export class Gauge {
     this.#generation = openGeneration(this.name, mode);
     reapShares(this.name, this.#generation);
     let share: NativeHandle | number;
+    let shareName: string;
     do {
-      share = openOrThrow(shares.newShareName(this.name, shares.selfIdentity()), true, true, mode, true);
+      shareName = shares.newShareName(this.name, shares.selfIdentity());
+      share = openOrThrow(shareName, true, true, mode, true);
     } while (typeof share === 'number');
+    shares.chmodSemaphore(shareName, mode); // readers open every share read-write
     this.#share = share;
     bump(this.#generation);
     this.#sum = openSum(this.name);
@@ -201,6 +204,7 @@ export class Gauge {
 
   /** Releases one, runs fn, and acquires it back however fn ends. Returns fn's result. */
   async track<T>(fn: () => T | PromiseLike<T>): Promise<T> {
+    if (typeof fn !== 'function') throw invalidArgType('fn', 'of type function', fn);
     this.release();
     try {
       return await fn();

@@ -487,22 +487,10 @@ test('Gauge.read() in a process that never opened the gauge; another user gets E
   }
 });
 
-// BUG (lib/gauge.ts): with { mode: 0o666 } only the generation semaphore is
-// chmod'ed to the exact mode; each share is created by sem_open, which applies
-// the umask (0o022 here), so shares are 0o644. glibc's sem_open always opens
-// O_RDWR, so another user cannot open root's shares: Gauge.read() fails with
-// EACCES. Reproduce (as root, umask 022):
-//   node -e "const {Gauge}=require('.');const g=new Gauge('/u',{mode:0o666});g.release(5);
-//     console.log(require('child_process').execFileSync(process.execPath,['-e',
-//     \"process.setgid(65534);process.setuid(65534);console.log(require('/work/main').Gauge.read('/u'))\"]
-//     ,{encoding:'utf8'}));g.close();Gauge.unlink('/u')"
-//   -> SemaphoreError EACCES, sem_open '/u' (expected 5). ls -l /dev/shm/sem.u~* shows -rw-r--r--.
-// Fix: chmodSemaphore() the share after creating it, as openGeneration does.
-// Marked todo so that the file passes while the bug is open; remove the
-// todo when it is fixed.
+// glibc's sem_open always opens read-write, so every share must carry the
+// gauge's exact mode (not the umask's) for another user to read the sum.
 test(
   "another user reads (and joins) a gauge whose mode allows it (0o666)",
-  { todo: 'BUG: share files get the umask, not the exact mode (see comment)' },
   async () => {
     const name = uniqueName('g-shared');
     const g = new Gauge(name, { mode: 0o666 });
@@ -698,6 +686,8 @@ test('track() returns what fn returns and acquires back however fn ends (sync an
   const g = new Gauge(name);
   try {
     g.release(1);
+    await assert.rejects(g.track(5), { code: 'ERR_INVALID_ARG_TYPE' });
+    assert.equal(g.local, 1, 'a bad fn changes nothing');
     assert.equal(await g.track(() => g.value), 2, 'one more while fn runs');
     assert.equal(g.local, 1);
     assert.equal(
