@@ -79,7 +79,7 @@ struct Handle : Bound {
     return outstanding;
   }
   static void NotifySettled(void* context, SharedSemaphore* shared);
-  SharedSemaphore* shared;  // nullptr once closed
+  SharedSemaphore* shared;       // nullptr once closed
   const std::string share_name;  // set for a gauge's own share
 };
 
@@ -123,8 +123,7 @@ void MaybeFreeEnvData(EnvData* data) {
 void Handle::NotifySettled(void* context, SharedSemaphore* shared) {
   EnvData* data = static_cast<EnvData*>(context);
   shared->Ref();  // released by CallSettle
-  if (napi_call_threadsafe_function(data->tsfn, shared, napi_tsfn_nonblocking) !=
-      napi_ok) {
+  if (napi_call_threadsafe_function(data->tsfn, shared, napi_tsfn_nonblocking) != napi_ok) {
     shared->Unref();
   }
 }
@@ -140,8 +139,7 @@ void CallSettle(napi_env env, napi_value, void* context, void* payload) {
   ChangeWaitsInFlight(data, -static_cast<ptrdiff_t>(settled.size()));
   napi_value fn, undefined, argv[2];
   if (data->settle_fn == nullptr ||
-      napi_get_reference_value(env, data->settle_fn, &fn) != napi_ok ||
-      fn == nullptr) {
+      napi_get_reference_value(env, data->settle_fn, &fn) != napi_ok || fn == nullptr) {
     return;
   }
   napi_get_undefined(env, &undefined);
@@ -212,8 +210,7 @@ bool GetName(napi_env env, napi_value v, char* buf, size_t size) {
 
 // Fetches up to N arguments and the bound handle.
 template <size_t N>
-Handle* Args(napi_env env, napi_callback_info info, napi_value (&argv)[N],
-             size_t* argc) {
+Handle* Args(napi_env env, napi_callback_info info, napi_value (&argv)[N], size_t* argc) {
   *argc = N;
   void* data = nullptr;
   if (napi_get_cb_info(env, info, argc, argv, nullptr, &data) != napi_ok) return nullptr;
@@ -276,8 +273,7 @@ napi_value Wait(napi_env env, napi_callback_info info) {
   Handle* h = Args(env, info, argv, &argc);
   if (h == nullptr || h->shared == nullptr) return Int(env, kBadHandle);
   double id, timeout;
-  if (!GetWhole(env, argv[0], 0, 9007199254740991.0, &id) ||
-      !GetTimeout(env, argv[1], &timeout)) {
+  if (!GetWhole(env, argv[0], 0, 9007199254740991.0, &id) || !GetTimeout(env, argv[1], &timeout)) {
     return Int(env, EINVAL);
   }
   int err = h->shared->Enqueue(id, nsem::DeadlineAfterMs(timeout));
@@ -330,9 +326,8 @@ struct Method {
 };
 
 constexpr Method kHandleMethods[] = {
-    {"post", Post},         {"tryWait", TryWait}, {"value", Value},
-    {"waitSync", WaitSync}, {"wait", Wait},       {"cancel", Cancel},
-    {"close", CloseMethod},
+    {"post", Post}, {"tryWait", TryWait}, {"value", Value},       {"waitSync", WaitSync},
+    {"wait", Wait}, {"cancel", Cancel},   {"close", CloseMethod},
 };
 
 // An object whose methods are bound to b; takes ownership of b.
@@ -450,9 +445,8 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   char name[256];
   double mode = 0, value = 0;
   bool owned_share = info.Length() >= 6 && info[5].IsBoolean() && info[5].As<Napi::Boolean>();
-  if (info.Length() < 5 || !GetName(env, info[0], name, sizeof name) ||
-      !info[1].IsBoolean() || !info[2].IsBoolean() ||
-      !GetWhole(env, info[3], 0, 07777, &mode) ||
+  if (info.Length() < 5 || !GetName(env, info[0], name, sizeof name) || !info[1].IsBoolean() ||
+      !info[2].IsBoolean() || !GetWhole(env, info[3], 0, 07777, &mode) ||
       !GetWhole(env, info[4], 0, SEM_VALUE_MAX, &value)) {
     return Napi::Number::New(env, EINVAL);
   }
@@ -506,9 +500,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->env = env;
   napi_value resource_name;
   napi_create_string_utf8(env, "named-semaphore:wait", NAPI_AUTO_LENGTH, &resource_name);
-  if (napi_create_threadsafe_function(env, nullptr, nullptr, resource_name, 0, 1,
-                                      nullptr, nullptr, data, CallSettle,
-                                      &data->tsfn) != napi_ok) {
+  if (napi_create_threadsafe_function(env, nullptr, nullptr, resource_name, 0, 1, nullptr, nullptr,
+                                      data, CallSettle, &data->tsfn) != napi_ok) {
     delete data;
     Napi::Error::New(env, "named-semaphore: cannot create a threadsafe function")
         .ThrowAsJavaScriptException();

@@ -66,13 +66,13 @@ int64_t DeadlineAfterMs(double timeout_ms) {
   return MonotonicNowNs() + static_cast<int64_t>(timeout_ms * 1e6);
 }
 
-int Open(const char* name, bool create, bool exclusive, unsigned mode,
-         unsigned value, sem_t** out) {
+int Open(const char* name, bool create, bool exclusive, unsigned mode, unsigned value,
+         sem_t** out) {
   int flags = 0;
   if (create) flags |= O_CREAT;
   if (create && exclusive) flags |= O_EXCL;
-  sem_t* sem = create ? sem_open(name, flags, static_cast<mode_t>(mode), value)
-                      : sem_open(name, flags);
+  sem_t* sem =
+      create ? sem_open(name, flags, static_cast<mode_t>(mode), value) : sem_open(name, flags);
   if (sem == SEM_FAILED) return errno;
   *out = sem;
   return 0;
@@ -107,9 +107,7 @@ int TryWait(sem_t* sem) {
   return 0;
 }
 
-int GetValue(sem_t* sem, int* out) {
-  return sem_getvalue(sem, out) == 0 ? 0 : errno;
-}
+int GetValue(sem_t* sem, int* out) { return sem_getvalue(sem, out) == 0 ? 0 : errno; }
 
 int WaitUntil(sem_t* sem, int64_t deadline_ns) {
   if (deadline_ns == kForever) {

@@ -17,8 +17,7 @@ int64_t MonotonicNowNs();
 int64_t DeadlineAfterMs(double timeout_ms);
 
 // Each returns 0 or an errno value.
-int Open(const char* name, bool create, bool exclusive, unsigned mode,
-         unsigned value, sem_t** out);
+int Open(const char* name, bool create, bool exclusive, unsigned mode, unsigned value, sem_t** out);
 int Unlink(const char* name);
 int Close(sem_t* sem);
 
