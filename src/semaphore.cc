@@ -92,7 +92,7 @@ int Post(sem_t* sem, uint32_t count) {
     if (sem_post(sem) == 0) continue;
     int err = errno;
     // Another process raised the value meanwhile: take back what we added,
-    // so that a failed post changes nothing.
+    // as far as it is still there (a waiter may already have taken some).
     for (uint32_t j = 0; j < i && sem_trywait(sem) == 0; j++) {
     }
     return err;

@@ -21,8 +21,9 @@ int Open(const char* name, bool create, bool exclusive, unsigned mode, unsigned 
 int Unlink(const char* name);
 int Close(sem_t* sem);
 
-// Posts `count` times. Fails with EOVERFLOW, leaving the value unchanged, if
-// that would pass SEM_VALUE_MAX.
+// Posts `count` times (glibc has no atomic add). Fails with EOVERFLOW, the
+// value unchanged, if that would pass SEM_VALUE_MAX; only when another
+// process posts at the same moment can a failed post leave part behind.
 int Post(sem_t* sem, uint32_t count);
 
 int TryWait(sem_t* sem);  // EAGAIN when the value is 0
