@@ -77,9 +77,12 @@ begin "node-gyp rebuild --sanitize=true"
 quiet npm run build:native -- --sanitize=true --jobs=max
 addon=build/Release/named_semaphore.node
 [ -f "$addon" ] || fail "no $addon"
-ldd "$addon" | grep -q 'libasan\.so' || { ldd "$addon" >&2; fail "$addon does not link libasan: the sanitize variable had no effect"; }
-ldd "$addon" | grep -q 'libubsan\.so' || { ldd "$addon" >&2; fail "$addon does not link libubsan"; }
-echo "$addon links $(ldd "$addon" | grep -oE '^\s*lib(a|ub)san\.so\.[0-9]+' | tr -d ' \t' | tr '\n' ' ')"
+# (Into a variable first: `ldd | grep -q` can fail under pipefail when grep
+# exits before ldd has written everything.)
+libs=$(ldd "$addon")
+grep -q 'libasan\.so' <<<"$libs" || { echo "$libs" >&2; fail "$addon does not link libasan: the sanitize variable had no effect"; }
+grep -q 'libubsan\.so' <<<"$libs" || { echo "$libs" >&2; fail "$addon does not link libubsan"; }
+echo "$addon links $(grep -oE '^\s*lib(a|ub)san\.so\.[0-9]+' <<<"$libs" | tr -d ' \t' | tr '\n' ' ')"
 
 begin "tests under ASan + UBSan"
 reports="$work/reports"
