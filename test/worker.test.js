@@ -1,0 +1,210 @@
+'use strict';
+// worker_threads: the addon in several threads at once, terminate() with waits
+// pending (no crash, no leftover thread, no token taken afterwards; tokens
+// taken but not yet settled are lost today: see the todo test), and what
+// pending waits do to a worker whose script has ended: like pending I/O, they
+// keep it alive until they settle.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { Worker } = require('node:worker_threads');
+const { once } = require('node:events');
+const { NamedSemaphore } = require('..');
+const { uniqueName, fixture, sleep, until, threadCount } = require('./helpers');
+const { mix } = require('./fixtures/worker-mix.js');
+
+// Resolves with the worker's exit code, or 'running' if it outlives ms.
+function exitWithin(worker, ms) {
+  return Promise.race([once(worker, 'exit').then(([code]) => code), sleep(ms).then(() => 'running')]);
+}
+
+// Messages, in order; next() waits for the next one that matches.
+function inbox(worker) {
+  const queue = [];
+  const waiting = [];
+  worker.on('message', (m) => {
+    const i = waiting.findIndex((w) => w.match(m));
+    if (i >= 0) waiting.splice(i, 1)[0].resolve(m);
+    else queue.push(m);
+  });
+  return {
+    next(match = () => true, ms = 10000) {
+      const i = queue.findIndex(match);
+      if (i >= 0) return Promise.resolve(queue.splice(i, 1)[0]);
+      return new Promise((resolve, reject) => {
+        const w = { match, resolve };
+        waiting.push(w);
+        setTimeout(() => {
+          if (waiting.includes(w)) reject(new Error(`no matching message within ${ms} ms`));
+        }, ms).unref();
+      });
+    },
+    queue,
+  };
+}
+
+test('the addon loads in 4 workers at once plus the main thread; posts and waits on one name add up exactly', async () => {
+  const name = uniqueName('wmix');
+  const sem = new NamedSemaphore(name, { initialValue: 0 });
+  const start = new Int32Array(new SharedArrayBuffer(4));
+  const rounds = 2000;
+  const workers = [];
+  for (let i = 0; i < 4; i++) workers.push(new Worker(fixture('worker-mix.js'), { workerData: { name, rounds, start } }));
+  const boxes = workers.map(inbox);
+  const errors = workers.map((w) => once(w, 'error').then(([e]) => assert.fail(`worker failed: ${e.stack}`)));
+  await Promise.race([Promise.all(boxes.map((b) => b.next((m) => m === 'loaded'))), ...errors]);
+  Atomics.store(start, 0, 1);
+  Atomics.notify(start, 0);
+  const results = await Promise.race([
+    Promise.all([mix(name, rounds), ...boxes.map((b) => b.next((m) => typeof m === 'object', 60000))]),
+    ...errors,
+  ]);
+  const codes = await Promise.all(workers.map((w) => exitWithin(w, 5000)));
+  assert.deepEqual(codes, [0, 0, 0, 0], 'every worker ends by itself once its handle is closed');
+  const posts = results.reduce((n, r) => n + r.posts, 0);
+  const takes = results.reduce((n, r) => n + r.takes, 0);
+  assert.equal(posts, 5 * rounds * 2);
+  assert.ok(takes > rounds, `only ${takes} takes`);
+  assert.equal(sem.value, posts - takes);
+  sem.close();
+});
+
+// One worker that opens `handles` handles on name (one waiter thread each),
+// queues waits on them, and is terminated. Checks that the process is left
+// with no more threads than before and with the value it should have.
+async function terminateRound(sem, mode, round) {
+  const handles = 3;
+  const before = threadCount();
+  const worker = new Worker(fixture('worker-pending.js'), { workerData: { name: sem.name, handles, waits: 4, mode } });
+  const box = inbox(worker);
+  await box.next((m) => m === 'ready');
+  // Its waiter threads (one per handle) are now blocked in sem_clockwait.
+  assert.ok(threadCount() >= before + 1 + handles, `round ${round}: ${threadCount()} threads, ${before} before`);
+  let posted = 0;
+  if (mode === 'busy') {
+    // The waiter threads take these, but the spinning worker never settles
+    // them in JavaScript: they were never delivered, so terminate() must
+    // give them back.
+    posted = 3;
+    sem.post(posted);
+    assert.ok(await until(() => sem.value === 0, 2000), `round ${round}: the waiter threads did not take the tokens`);
+  }
+  await sleep(round % 5); // vary where terminate() lands
+  assert.equal(await worker.terminate(), 1, `round ${round}: terminate() resolves with exit code 1`);
+  const back = await until(() => threadCount() <= before, 1000);
+  assert.ok(back, `round ${round} (${mode}): ${threadCount()} threads a second after terminate(), ${before} before`);
+  assert.deepEqual(box.queue.filter((m) => m === 'took'), [], 'no wait was settled in the worker');
+  assert.ok(await until(() => sem.value === posted, 500), `round ${round} (${mode}): value ${sem.value} after terminate(), expected ${posted}`);
+  // Nothing of the worker takes tokens any more.
+  sem.post(2);
+  await sleep(30); // longer than a waiter thread's 20 ms slice
+  assert.equal(sem.value, posted + 2, `round ${round} (${mode})`);
+  while (sem.tryWait());
+}
+
+async function warmUp(name) {
+  // One worker first, so that whatever Node starts once per process for
+  // workers is not counted against the rounds.
+  const warm = new Worker(fixture('worker-pending.js'), { workerData: { name, handles: 1, waits: 1, mode: 'idle' } });
+  await inbox(warm).next((m) => m === 'ready');
+  await warm.terminate();
+  await sleep(100);
+}
+
+test('terminate() with waits pending, 20 times: no crash, no thread left, no token taken', async () => {
+  const sem = new NamedSemaphore(uniqueName('wterm'));
+  await warmUp(sem.name);
+  for (let round = 0; round < 20; round++) await terminateRound(sem, 'idle', round);
+  sem.close();
+});
+
+test(
+  'terminate() gives back the tokens its waiter threads took but never settled in JavaScript',
+  {
+    todo:
+      'BUG (src/addon.cc CallSettle): during worker teardown the queued settle is dispatched, napi_call_function ' +
+      'fails (the env can no longer call into JS), and the drained waits are dropped with their tokens',
+  },
+  async () => {
+    const sem = new NamedSemaphore(uniqueName('wterm'));
+    await warmUp(sem.name);
+    try {
+      for (let round = 0; round < 10; round++) await terminateRound(sem, 'busy', round);
+    } finally {
+      sem.close();
+    }
+  },
+);
+
+test('terminate() of a worker blocked in waitSync takes effect once the call returns', async () => {
+  const name = uniqueName('wsync');
+  const sem = new NamedSemaphore(name);
+  const before = threadCount();
+  const worker = new Worker(fixture('worker-pending.js'), { workerData: { name, handles: 2, waits: 2, mode: 'sync' } });
+  const box = inbox(worker);
+  await box.next((m) => m === 'ready');
+  await sleep(20);
+  const started = Date.now();
+  assert.equal(await worker.terminate(), 1);
+  const took = Date.now() - started;
+  // A native call cannot be interrupted: terminate() waits for its timeout.
+  assert.ok(took < 2000, `terminate() took ${took} ms`);
+  assert.ok(await until(() => threadCount() <= before, 1000), `${threadCount()} threads, ${before} before`);
+  sem.post();
+  await sleep(30);
+  assert.equal(sem.value, 1);
+  sem.close();
+});
+
+test('a worker whose script ended with a wait pending stays alive until the wait settles, then ends', async () => {
+  const name = uniqueName('wlinger');
+  const sem = new NamedSemaphore(name);
+  const worker = new Worker(fixture('worker-linger.js'), { workerData: { name, mode: 'forever' } });
+  const box = inbox(worker);
+  await box.next((m) => m === 'waiting');
+  // Like pending I/O: the pending wait keeps the worker's event loop alive.
+  assert.equal(await exitWithin(worker, 500), 'running');
+  assert.equal(sem.value, 0);
+  sem.post();
+  assert.deepEqual(await box.next((m) => typeof m === 'object'), { acquired: true });
+  assert.equal(await exitWithin(worker, 2000), 0);
+  assert.equal(sem.value, 0);
+  sem.close();
+});
+
+test('a worker with a timed wait pending lives until the timeout, then ends', async () => {
+  const name = uniqueName('wlinger');
+  const sem = new NamedSemaphore(name);
+  const started = Date.now();
+  const worker = new Worker(fixture('worker-linger.js'), { workerData: { name, mode: 'timeout' } });
+  const box = inbox(worker);
+  await box.next((m) => m === 'waiting');
+  assert.deepEqual(await box.next((m) => typeof m === 'object'), { acquired: false });
+  assert.equal(await exitWithin(worker, 2000), 0);
+  const took = Date.now() - started;
+  assert.ok(took >= 200, `ended after ${took} ms, before its 200 ms timeout`);
+  assert.equal(sem.value, 0);
+  sem.close();
+});
+
+test('a worker with an open, unused, unclosed semaphore ends by itself', async () => {
+  const name = uniqueName('wlinger');
+  const sem = new NamedSemaphore(name);
+  const before = threadCount();
+  const worker = new Worker(fixture('worker-linger.js'), { workerData: { name, mode: 'unused' } });
+  assert.equal(await exitWithin(worker, 5000), 0);
+  assert.ok(await until(() => threadCount() <= before, 1000));
+  sem.close();
+});
+
+test('process.exit() in a worker with waits pending ends it promptly with its code', async () => {
+  const name = uniqueName('wlinger');
+  const sem = new NamedSemaphore(name);
+  const before = threadCount();
+  const worker = new Worker(fixture('worker-linger.js'), { workerData: { name, mode: 'exit' } });
+  assert.equal(await exitWithin(worker, 5000), 7);
+  assert.ok(await until(() => threadCount() <= before, 1000), `${threadCount()} threads, ${before} before`);
+  sem.post();
+  await sleep(30);
+  assert.equal(sem.value, 1, 'the exited worker took nothing');
+  sem.close();
+});
