@@ -57,6 +57,17 @@ function settle(id: number, err: number): void {
 
 binding.setSettle(settle);
 
+// process.exit() runs no native teardown: close the semaphores that still
+// have waits, so tokens their waiter threads took are posted back.
+let exitHookInstalled = false;
+function closeWaitingOnExit(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const sem of new Set([...pendingWaits.values()].map((w) => w.sem))) sem.close();
+  });
+}
+
 const kForgetWait = Symbol('forgetWait');
 
 /** A POSIX named semaphore (sem_open and friends). */
@@ -151,6 +162,7 @@ export class NamedSemaphore {
       if (timeout === 0) return Promise.resolve(false);
     }
     const id = nextWaitId++;
+    closeWaitingOnExit();
     const err = handle.wait(id, timeout);
     if (err !== 0) return Promise.reject(new SemaphoreError(err, 'pthread_create', this.name));
     return new Promise<boolean>((resolve, reject) => {

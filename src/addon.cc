@@ -130,29 +130,40 @@ void Handle::NotifySettled(void* context, SharedSemaphore* shared) {
 
 // On the JavaScript thread (or with env == nullptr while tearing down).
 void CallSettle(napi_env env, napi_value, void* context, void* payload) {
-  EnvData* data = static_cast<EnvData*>(context);
   SharedSemaphore* shared = static_cast<SharedSemaphore*>(payload);
   std::vector<nsem::Settled> settled;
   shared->Drain(&settled);
-  shared->Unref();
-  if (env == nullptr || settled.empty()) return;
-  ChangeWaitsInFlight(data, -static_cast<ptrdiff_t>(settled.size()));
-  napi_value fn, undefined, argv[2];
-  if (data->settle_fn == nullptr ||
-      napi_get_reference_value(env, data->settle_fn, &fn) != napi_ok || fn == nullptr) {
-    return;
-  }
-  napi_get_undefined(env, &undefined);
-  for (const nsem::Settled& s : settled) {
-    napi_create_double(env, s.id, &argv[0]);
-    napi_create_int32(env, s.err, &argv[1]);
-    napi_value ignored;
-    if (napi_call_function(env, undefined, fn, 2, argv, &ignored) != napi_ok) {
-      // settle() threw (it should not): let the exception surface, and keep
-      // the rest, whose tokens are theirs, from being lost.
-      break;
+  size_t delivered = 0;
+  // env is nullptr when the environment is going away: nothing reaches JS.
+  if (env != nullptr && !settled.empty()) {
+    EnvData* data = static_cast<EnvData*>(context);
+    ChangeWaitsInFlight(data, -static_cast<ptrdiff_t>(settled.size()));
+    napi_value fn, undefined, argv[2];
+    if (data->settle_fn != nullptr &&
+        napi_get_reference_value(env, data->settle_fn, &fn) == napi_ok && fn != nullptr) {
+      napi_get_undefined(env, &undefined);
+      for (const nsem::Settled& s : settled) {
+        napi_create_double(env, s.id, &argv[0]);
+        napi_create_int32(env, s.err, &argv[1]);
+        napi_value ignored;
+        if (napi_call_function(env, undefined, fn, 2, argv, &ignored) != napi_ok) {
+          // settle() ran and threw (ours never does): that one was delivered,
+          // and the exception surfaces. Otherwise JS could not run at all
+          // (a terminating worker): nothing was.
+          bool threw = false;
+          napi_is_exception_pending(env, &threw);
+          if (threw) delivered++;
+          break;
+        }
+        delivered++;
+      }
     }
   }
+  // Tokens taken for waits that JavaScript never received go back.
+  for (size_t i = delivered; i < settled.size(); i++) {
+    if (settled[i].err == 0) nsem::Post(shared->sem(), 1);
+  }
+  shared->Unref();
 }
 
 void TearDown(void* arg) {

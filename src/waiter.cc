@@ -15,12 +15,25 @@ namespace {
 // How long the thread blocks before it looks at its queue again: the bound on
 // how late it notices a new earlier deadline, a cancellation or a close.
 constexpr int64_t kSliceNs = 20 * 1000000;
+// How long an idle thread stays for the next wait before it ends.
+constexpr int64_t kLingerNs = 1000 * 1000000;
+
+struct timespec MonotonicTimespec(int64_t ns) {
+  struct timespec ts;
+  ts.tv_sec = static_cast<time_t>(ns / 1000000000);
+  ts.tv_nsec = static_cast<long>(ns % 1000000000);
+  return ts;
+}
 }  // namespace
 
 SharedSemaphore::SharedSemaphore(sem_t* sem, Notify notify, void* context)
     : sem_(sem), notify_(notify), context_(context) {
   pthread_mutex_init(&mu_, nullptr);
-  pthread_cond_init(&wake_, nullptr);
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&wake_, &attr);
+  pthread_condattr_destroy(&attr);
 }
 
 SharedSemaphore::~SharedSemaphore() {
@@ -129,7 +142,10 @@ void SharedSemaphore::Run() {
   pthread_mutex_lock(&mu_);
   while (!stopping_) {
     if (pending_.empty()) {
-      pthread_cond_wait(&wake_, &mu_);
+      struct timespec linger = MonotonicTimespec(MonotonicNowNs() + kLingerNs);
+      if (pthread_cond_timedwait(&wake_, &mu_, &linger) == ETIMEDOUT && pending_.empty()) {
+        break;  // idle: the next wait starts a new thread
+      }
       continue;
     }
     int64_t now = MonotonicNowNs();
@@ -156,9 +172,9 @@ void SharedSemaphore::Run() {
       }
     }
   }
+  thread_started_ = false;
   pthread_mutex_unlock(&mu_);
   Unref();
-  return;
 }
 
 }  // namespace nsem

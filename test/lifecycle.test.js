@@ -28,11 +28,7 @@ for (const when of ['sync', 'timer', 'settle']) {
 
 test(
   'process.exit() gives back the tokens its waiter threads took but never settled in JavaScript',
-  {
-    todo:
-      'BUG: on process.exit() Node runs no env cleanup hook, so TearDown never posts back the tokens that waiter ' +
-      'threads took for waits not yet settled in JavaScript; they are lost for every process using the name',
-  },
+
   async () => {
     const name = uniqueName('exit');
     const sem = new NamedSemaphore(name);

@@ -124,7 +124,7 @@ test('8 pending waits do not occupy the libuv thread pool', async () => {
   sem.close();
 });
 
-test('100 pending waits on one handle cost one thread', async () => {
+test('100 pending waits on one handle cost one thread, which ends when idle', async () => {
   const sem = new NamedSemaphore(uniqueName());
   const before = threadCount();
   const waits = Array.from({ length: 100 }, () => sem.wait());
@@ -134,6 +134,9 @@ test('100 pending waits on one handle cost one thread', async () => {
   sem.post(100);
   assert.equal((await Promise.all(waits)).length, 100);
   assert.equal(sem.value, 0);
+  // An idle waiter thread ends by itself (after lingering 1 s), handle open.
+  assert.ok(await until(() => threadCount() <= before, 5000), `threads still ${threadCount()} > ${before}`);
+  assert.equal(await sem.wait({ timeout: 10 }), false, 'a later wait starts a thread again');
   sem.close();
 });
 

@@ -1,7 +1,7 @@
 'use strict';
 // worker_threads: the addon in several threads at once, terminate() with waits
-// pending (no crash, no leftover thread, no token taken afterwards; tokens
-// taken but not yet settled are lost today: see the todo test), and what
+// pending (no crash, no leftover thread, no token taken afterwards, and tokens
+// taken but not yet settled given back), and what
 // pending waits do to a worker whose script has ended: like pending I/O, they
 // keep it alive until they settle.
 const test = require('node:test');
@@ -119,11 +119,7 @@ test('terminate() with waits pending, 20 times: no crash, no thread left, no tok
 
 test(
   'terminate() gives back the tokens its waiter threads took but never settled in JavaScript',
-  {
-    todo:
-      'BUG (src/addon.cc CallSettle): during worker teardown the queued settle is dispatched, napi_call_function ' +
-      'fails (the env can no longer call into JS), and the drained waits are dropped with their tokens',
-  },
+
   async () => {
     const sem = new NamedSemaphore(uniqueName('wterm'));
     await warmUp(sem.name);
