@@ -9,6 +9,7 @@
 // Handle methods are plain N-API functions with the handle bound as their
 // data: node-addon-api's wrappers and an unwrapped `this` cost as much again
 // as the system call on the hot path (post, tryWait, value).
+#include <arpa/inet.h>
 #include <errno.h>
 #include <semaphore.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 
 #include <napi.h>
 
+#include "listen_queue.h"
 #include "semaphore.h"
 #include "share_sum.h"
 #include "waiter.h"
@@ -495,6 +497,33 @@ Napi::Value Unlink(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), nsem::Unlink(name));
 }
 
+// listenQueue(port) -> [{ address, port, queued, backlog }] | errno
+// port 0 lists every TCP listener.
+Napi::Value ListenQueue(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  double port;
+  if (info.Length() < 1 || !GetWhole(env, info[0], 0, 65535, &port)) {
+    return Napi::Number::New(env, EINVAL);
+  }
+  std::vector<nsem::Listener> listeners;
+  int err = nsem::ListenQueues(static_cast<uint16_t>(port), &listeners);
+  if (err != 0) return Napi::Number::New(env, err);
+  Napi::Array out = Napi::Array::New(env, listeners.size());
+  for (size_t i = 0; i < listeners.size(); i++) {
+    const nsem::Listener& l = listeners[i];
+    char address[INET6_ADDRSTRLEN] = "";
+    inet_ntop(l.family, l.address, address, sizeof address);
+    Napi::Object item = Napi::Object::New(env);
+    item.Set("address", Napi::String::New(env, address));
+    item.Set("family", Napi::String::New(env, l.family == AF_INET ? "IPv4" : "IPv6"));
+    item.Set("port", Napi::Number::New(env, l.port));
+    item.Set("queued", Napi::Number::New(env, l.queued));
+    item.Set("backlog", Napi::Number::New(env, l.backlog));
+    out.Set(static_cast<uint32_t>(i), item);
+  }
+  return out;
+}
+
 // setSettle(fn): the JavaScript function that settles async waits.
 Napi::Value SetSettle(const Napi::CallbackInfo& info) {
   EnvData* data = GetData(info.Env());
@@ -527,6 +556,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("openSum", Napi::Function::New(env, OpenSum, "openSum"));
   exports.Set("unlink", Napi::Function::New(env, Unlink, "unlink"));
+  exports.Set("listenQueue", Napi::Function::New(env, ListenQueue, "listenQueue"));
   exports.Set("setSettle", Napi::Function::New(env, SetSettle, "setSettle"));
   exports.Set("SEM_VALUE_MAX", Napi::Number::New(env, SEM_VALUE_MAX));
   exports.Set("hasClockWait", Napi::Boolean::New(env, nsem::HasClockWait()));
