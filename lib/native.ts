@@ -31,6 +31,17 @@ export interface NativeSum {
   close(): number;
 }
 
+/** One TCP listening socket (see src/listen_queue.h). */
+export interface NativeListener {
+  address: string;
+  family: 'IPv4' | 'IPv6';
+  port: number;
+  /** Connections waiting to be accepted. */
+  queued: number;
+  /** The accept queue's limit. */
+  backlog: number;
+}
+
 export interface Binding {
   /**
    * A handle, or an errno. An owned share (a gauge's own) is drained and
@@ -41,6 +52,8 @@ export interface Binding {
   openSum(generationName: string): NativeSum | number;
   /** 0 or an errno. */
   unlink(name: string): number;
+  /** TCP listeners on `port` (0: all) with their accept queues (sock_diag), or an errno. */
+  listenQueue(port: number): NativeListener[] | number;
   /** Sets the function that settles async waits, once per thread. */
   setSettle(settle: (id: number, err: number) => void): number;
   readonly SEM_VALUE_MAX: number;
