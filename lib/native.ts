@@ -74,17 +74,22 @@ function load(): Binding {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
     return nodeGypBuild(root) as Binding;
-  } catch (cause) {
-    const libc = isMusl() ? 'musl' : 'glibc';
-    throw new Error(
-      `named-semaphore: no prebuilt binary fits linux-${process.arch} (${libc}), and none was built from source.\n` +
-        'Build it from source (needs python3, make and a C++ compiler):\n' +
-        '  npm install-scripts approve named-semaphore && npm rebuild named-semaphore\n' +
-        'or, in its folder:\n' +
-        `  cd ${root} && npx node-gyp rebuild`,
-      { cause },
-    );
+  } catch (error) {
+    // One clear message, not node-gyp-build's stack (Node prints the throwing
+    // line too, hence the message is built elsewhere).
+    throw new Error(noBinaryMessage(String((error as Error)?.message ?? error).split('\n')[0]));
   }
+}
+
+function noBinaryMessage(detail: string): string {
+  const libc = isMusl() ? 'musl' : 'glibc';
+  return (
+    `named-semaphore: no prebuilt binary fits linux-${process.arch} (${libc}), and none was built from source (${detail}).\n` +
+    'Build it from source (needs python3, make and a C++ compiler):\n' +
+    '  npm install-scripts approve named-semaphore && npm rebuild named-semaphore\n' +
+    'or, in its folder:\n' +
+    `  cd ${root} && npx --yes node-gyp rebuild`
+  );
 }
 
 function isMusl(): boolean {

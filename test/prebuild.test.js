@@ -291,7 +291,7 @@ describe('no binary', { skip: !supported && `this checks the linux-x64 message, 
     // It names the platform and says how to build from source.
     assert.match(stderr, /no prebuilt binary fits linux-x64/);
     assert.ok(stderr.includes('npm install-scripts approve named-semaphore && npm rebuild named-semaphore'), stderr);
-    assert.ok(stderr.includes(`cd ${dir} && npx node-gyp rebuild`), stderr);
+    assert.ok(stderr.includes(`cd ${dir} && npx --yes node-gyp rebuild`), stderr);
     assert.equal(stderr.split('no prebuilt binary fits').length - 1, 1, `the message is repeated:\n${stderr}`);
 
     // One Error and its own stack: no chained causes, no loader internals.
