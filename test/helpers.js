@@ -39,7 +39,12 @@ const fixture = (name) => path.join(__dirname, 'fixtures', name);
  * Runs a program to its end; resolves { code, signal, stdout, stderr }.
  * Rejects if it outlives timeoutMs (and kills it).
  */
+// Under AddressSanitizer (test/sanitize.sh) every process starts and runs
+// several times slower: the hang guards stretch with it.
+const slowdown = process.env.NAMED_SEMAPHORE_SANITIZE === '1' ? 4 : 1;
+
 function run(command, args, { timeoutMs = 60000, input, env } = {}) {
+  timeoutMs *= slowdown;
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { env: env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
