@@ -30,40 +30,13 @@ finish() {
   exit $rc
 }
 trap finish EXIT
-
-fail() {
-  echo "test:pack: $*" >&2
-  exit 1
-}
-
-begin() {
-  step=$1
-  echo "--- $step"
-}
-
-# Runs a command with its output in a log; shows the log if it fails.
-quiet() {
-  local log="$work/log.$RANDOM"
-  if ! "$@" >"$log" 2>&1; then
-    cat "$log" >&2
-    fail "failed: $*"
-  fi
-}
+label=test:pack
+# shellcheck source=test/script-lib.sh
+. "$here/test/script-lib.sh"
 
 begin "copy the package source"
 src="$work/source"
-mkdir -p "$src"
-if git -C "$here" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  # What a clone holds, plus work not yet committed; no ignored files.
-  (cd "$here" && git ls-files -z --cached --others --exclude-standard) |
-    while IFS= read -r -d '' f; do [ -e "$here/$f" ] && printf '%s\0' "$f"; done |
-    tar -C "$here" --null -T - -cf - | tar -C "$src" -xf -
-else
-  tar -C "$here" --exclude=./node_modules --exclude=./build --exclude='./build-*' \
-    --exclude=./prebuilds --exclude=./dist --exclude='./*.tgz' --exclude=./.git -cf - . |
-    tar -C "$src" -xf -
-fi
-ln -s "$here/node_modules" "$src/node_modules"
+copy_checkout "$here" "$src"
 
 begin "npm pack (prepack: build:ts, build:prebuild)"
 mkdir "$work/pack"

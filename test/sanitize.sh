@@ -27,24 +27,9 @@ finish() {
   exit $rc
 }
 trap finish EXIT
-
-fail() {
-  echo "test:sanitize: $*" >&2
-  exit 1
-}
-
-begin() {
-  step=$1
-  echo "--- $step"
-}
-
-quiet() {
-  local log="$work/log.$RANDOM"
-  if ! "$@" >"$log" 2>&1; then
-    cat "$log" >&2
-    fail "failed: $*"
-  fi
-}
+label=test:sanitize
+# shellcheck source=test/script-lib.sh
+. "$here/test/script-lib.sh"
 
 begin "sanitizer runtimes"
 asan=$(gcc -print-file-name=libasan.so)
@@ -56,18 +41,7 @@ echo "$ubsan"
 
 begin "copy the package"
 pkg="$work/package"
-mkdir -p "$pkg"
-if git -C "$here" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  # What a clone holds, plus work not yet committed; no ignored files.
-  (cd "$here" && git ls-files -z --cached --others --exclude-standard) |
-    while IFS= read -r -d '' f; do [ -e "$here/$f" ] && printf '%s\0' "$f"; done |
-    tar -C "$here" --null -T - -cf - | tar -C "$pkg" -xf -
-else
-  tar -C "$here" --exclude=./node_modules --exclude=./build --exclude='./build-*' \
-    --exclude=./prebuilds --exclude=./dist --exclude='./*.tgz' --exclude=./.git -cf - . |
-    tar -C "$pkg" -xf -
-fi
-ln -s "$here/node_modules" "$pkg/node_modules"
+copy_checkout "$here" "$pkg"
 cd "$pkg"
 
 begin "build:ts"
