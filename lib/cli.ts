@@ -500,6 +500,34 @@ prints how much left the total (0 if none were dead).`,
       return 0;
     },
   },
+
+  queue: {
+    synopsis: 'PORT [--json]',
+    summary: 'show the accept queue of the TCP listeners on a port',
+    details: `For each TCP socket listening on PORT on this host (IPv4 and IPv6), one line:
+its address, port, QUEUED (connections waiting to be accepted) and BACKLOG
+(the accept queue's limit). Read from the kernel (sock_diag), as 'ss -ltn'
+does. Exit status 1 (ENOENT) if nothing listens on PORT.
+
+Options:
+  --json      an array of objects: address, family, port, queued, backlog`,
+    options: { json: { type: 'boolean' } },
+    positionals: ['PORT'],
+    run(values, [text]) {
+      const port = integer(text, 'PORT', 1, 65535);
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const listeners = (require('./http') as typeof import('./http')).listenQueue(port);
+      if (listeners.length === 0) throw new Failure('ENOENT', `nothing listens on TCP port ${port}`);
+      if (values.json) {
+        console.log(JSON.stringify(listeners, null, 2));
+        return 0;
+      }
+      const rows = [['ADDRESS', 'PORT', 'QUEUED', 'BACKLOG'], ...listeners.map((l) => [l.address, l.port, l.queued, l.backlog].map(String))];
+      const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+      console.log(rows.map((row) => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ')).join('\n'));
+      return 0;
+    },
+  },
 };
 
 /** Opens an existing semaphore; says so when NAME is a gauge instead. */

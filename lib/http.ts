@@ -1,0 +1,142 @@
+// named-semaphore/http: requests in flight across every process of a server
+// (busyMiddleware), the accept queue of its listening sockets (listenQueue),
+// and the access-log helpers that print `busy`.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { Gauge } from './gauge';
+import { SemaphoreError, invalidArgType } from './errors';
+import { binding, type NativeListener } from './native';
+import * as shares from './shares';
+import * as validate from './validate';
+
+declare module 'http' {
+  interface IncomingMessage {
+    /** Requests in flight over every process sharing the gauge, this one included (set by busyMiddleware). */
+    busy?: number;
+  }
+}
+
+/** A Gauge, or the name of one that each process opens once, on first use. */
+export type GaugeOrName = Gauge | string;
+
+// One Gauge per name per process, opened on first use and kept open.
+const opened = new Map<string, Gauge>();
+
+/**
+ * Checks `gaugeOrName` now and returns a function that gives its Gauge. A name
+ * is opened on the first call (one Gauge per name per process), again if it
+ * was closed since.
+ * @internal
+ */
+export function gaugeGetter(gaugeOrName: unknown, arg = 'gauge'): () => Gauge {
+  if (gaugeOrName instanceof Gauge) return () => gaugeOrName;
+  if (typeof gaugeOrName !== 'string') throw invalidArgType(arg, 'a Gauge or a string', gaugeOrName);
+  const name = validate.semaphoreName(gaugeOrName, arg, shares.SHARE_SUFFIX_BYTES);
+  return () => {
+    let gauge = opened.get(name);
+    if (gauge === undefined || gauge.closed) {
+      gauge = new Gauge(name);
+      opened.set(name, gauge);
+    }
+    return gauge;
+  };
+}
+
+// The requests counted on each connection, given back when it closes. The
+// response of a pipelined request still queued behind another one gets
+// neither 'finish' nor 'close' when the connection dies, so only the socket
+// tells. (A request's own 'close' says nothing: it fires once its body is read.)
+const onSocket = new WeakMap<Socket, Set<() => void>>();
+
+function socketClosed(this: Socket): void {
+  const pending = onSocket.get(this);
+  onSocket.delete(this);
+  if (pending !== undefined) for (const finish of pending) finish();
+}
+
+/**
+ * Counts a request in the gauge until its response ends or its connection
+ * closes, or `finish` is called, exactly once. `busy` is the total in flight,
+ * this request included.
+ * @internal
+ */
+export function countRequest(gauge: Gauge, req: IncomingMessage, res: ServerResponse): { busy: number; finish: () => void } {
+  gauge.release();
+  const socket = req.socket as Socket | null;
+  let pending = socket === null ? undefined : onSocket.get(socket);
+  let counted = true;
+  const finish = (): void => {
+    if (!counted) return;
+    counted = false;
+    res.removeListener('finish', finish);
+    res.removeListener('close', finish);
+    pending?.delete(finish);
+    // A gauge closed meanwhile (by its owner, or at exit) gave its share back already.
+    if (!gauge.closed) gauge.acquire();
+  };
+  // 'finish': the response went out. 'close': the connection closed first
+  // (client abort, socket error or timeout, a destroyed response).
+  res.once('finish', finish);
+  res.once('close', finish);
+  if (socket !== null) {
+    if (pending === undefined) {
+      pending = new Set();
+      onSocket.set(socket, pending);
+      socket.once('close', socketClosed);
+    }
+    pending.add(finish);
+  }
+  const busy = gauge.value;
+  // Counted late (after an earlier middleware waited): it may be over already.
+  if (res.writableFinished || res.closed || socket?.destroyed === true) finish();
+  return { busy, finish };
+}
+
+type Next = (err?: unknown) => void;
+
+/**
+ * Middleware that counts each request in the gauge from its arrival until its
+ * response ends, or its connection closes, whichever comes first; exactly
+ * once. Sets `req.busy` to the total in flight over every process, this
+ * request included.
+ *
+ * Express or Connect: `app.use(busyMiddleware('/busy'))`. Plain node:http:
+ * `busyMiddleware('/busy')(req, res)` first thing in the request handler.
+ * A name opens one Gauge per process, on the first request.
+ */
+export function busyMiddleware(gaugeOrName: GaugeOrName): (req: IncomingMessage, res: ServerResponse, next?: Next) => void {
+  const gauge = gaugeGetter(gaugeOrName, 'gaugeOrName');
+  return function busy(req, res, next) {
+    req.busy = countRequest(gauge(), req, res).busy;
+    if (typeof next === 'function') next();
+  };
+}
+
+/** A morgan token: `morgan.token('busy', busyToken)`, then `:busy` in a format. '-' when not counted. */
+export function busyToken(req: IncomingMessage): string | undefined {
+  return req.busy === undefined ? undefined : String(req.busy);
+}
+
+/** The same as busyToken. */
+export const morganBusyToken = busyToken;
+
+/** pino-http: `pinoHttp({ customProps: pinoBusyProps })` adds `busy` to each request's log lines. */
+export function pinoBusyProps(req: IncomingMessage): { busy: number | undefined } {
+  return { busy: req.busy };
+}
+
+/** A TCP listening socket on this host and its accept queue. */
+export type Listener = NativeListener;
+
+/**
+ * The TCP sockets listening on `port` in this network namespace (IPv4 and
+ * IPv6), each with `queued`, the connections waiting to be accepted, and
+ * `backlog`, the accept queue's limit. Read from the kernel (sock_diag), as
+ * `ss -ltn` does. Empty when nothing listens on the port.
+ */
+export function listenQueue(port: number): Listener[] {
+  validate.wholeNumber(port, 'port', 1, 65535);
+  const listeners = binding.listenQueue(port);
+  if (typeof listeners === 'number') throw new SemaphoreError(listeners, 'sendmsg', 'sock_diag');
+  return listeners;
+}
