@@ -1,0 +1,62 @@
+// named-semaphore/fastify: busyMiddleware as a Fastify plugin.
+import type { FastifyPluginCallback, FastifyRequest } from 'fastify';
+import { countRequest, gaugeGetter, type GaugeOrName } from './http';
+import * as validate from './validate';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Requests in flight over every process sharing the gauge, this one included (set by the busy plugin). */
+    busy?: number;
+  }
+}
+
+export interface BusyPluginOptions {
+  /** A Gauge, or the name of one that each process opens once, on first use. */
+  gauge: GaugeOrName;
+}
+
+/**
+ * Counts each request in the gauge from its arrival (onRequest) until its
+ * response is sent (onResponse) or the client goes away first
+ * (onRequestAbort, or its connection closing), exactly once. Sets
+ * `request.busy`, and `request.raw.busy` for loggers of the raw request
+ * (morgan, pino-http), to the total in flight over every process.
+ *
+ * `fastify.register(busyPlugin, { gauge: '/busy' })`. Its hooks apply to the
+ * whole instance it is registered on, not only to the plugin's own context.
+ */
+export const busyPlugin: FastifyPluginCallback<BusyPluginOptions> = (fastify, options, done) => {
+  let gauge: ReturnType<typeof gaugeGetter>;
+  try {
+    gauge = gaugeGetter(validate.options<BusyPluginOptions>(options).gauge, 'options.gauge');
+  } catch (error) {
+    done(error as Error);
+    return;
+  }
+  // countRequest acquires once, on the raw response's 'finish' or 'close' or
+  // its socket's 'close'; these hooks make sure, in Fastify's own terms.
+  const finishers = new WeakMap<FastifyRequest, () => void>();
+  fastify.decorateRequest('busy', undefined);
+  fastify.addHook('onRequest', (request, reply, next) => {
+    const { busy, finish } = countRequest(gauge(), request.raw, reply.raw);
+    finishers.set(request, finish);
+    request.busy = busy;
+    request.raw.busy = busy;
+    next();
+  });
+  const finish = (request: FastifyRequest, next: () => void): void => {
+    finishers.get(request)?.();
+    next();
+  };
+  fastify.addHook('onResponse', (request, _reply, next) => finish(request, next));
+  fastify.addHook('onRequestAbort', finish);
+  done();
+};
+
+Object.assign(busyPlugin, {
+  [Symbol.for('skip-override')]: true,
+  [Symbol.for('fastify.display-name')]: 'named-semaphore-busy',
+});
+
+export default busyPlugin;
+
