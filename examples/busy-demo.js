@@ -28,12 +28,12 @@ const DELAY_MS = 200; // what each request costs inside the app
 const SAMPLE_MS = 50;
 const LOG_EVERY_MS = 1500; // access log: a sample, at most one line per worker per 1.5 s
 const STEPS = [
-  { clients: 1, path: '/sleep', seconds: 2.5 },
-  { clients: 2, path: '/sleep', seconds: 2.5 },
-  { clients: 4, path: '/sleep', seconds: 2.5 },
+  { clients: 1, path: '/sleep', seconds: 2 },
+  { clients: 2, path: '/sleep', seconds: 2 },
+  { clients: 4, path: '/sleep', seconds: 2 },
   { clients: 8, path: '/sleep', seconds: 3, kill: true },
   { clients: 16, path: '/sleep', seconds: 2.5 },
-  { clients: 16, path: '/cpu', seconds: 5 },
+  { clients: 16, path: '/cpu', seconds: 4 },
 ];
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
@@ -59,12 +59,12 @@ function runWorker() {
     const start = performance.now();
     const reply = () => {
       const ms = performance.now() - start;
-      res.setHeader('server-timing', `app;dur=${ms.toFixed(1)}`);
-      res.end('done\n');
       if (start - lastLog >= LOG_EVERY_MS) {
         lastLog = start;
         say(`  [worker ${process.pid}] ${req.method} ${req.url} ${res.statusCode} ${ms.toFixed(0)} ms busy=${req.busy}`);
       }
+      res.setHeader('server-timing', `app;dur=${ms.toFixed(1)}`);
+      res.end('done\n');
     };
     if (req.url === '/sleep') {
       setTimeout(reply, DELAY_MS);
