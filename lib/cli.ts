@@ -47,7 +47,7 @@ class Failure extends Error {
   }
 }
 
-type Values = Record<string, string | boolean | undefined>;
+type Values = Record<string, string | boolean | string[] | undefined>;
 
 interface Command {
   /** After the command name, e.g. 'NAME [--json]'. */
@@ -55,8 +55,8 @@ interface Command {
   summary: string;
   /** Lines after the synopsis in `CMD --help`. */
   details: string;
-  options: Record<string, { type: 'string' | 'boolean'; short?: string }>;
-  /** Names of the positionals; those in [] are optional. */
+  options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
+  /** Names of the positionals; those in [] are optional, a last one ending in '...' takes the rest. */
   positionals: string[];
   run(values: Values, args: string[]): number | Promise<number>;
 }
@@ -317,6 +317,34 @@ function watch(name: string, intervalMs: number, count: number | undefined): Pro
   });
 }
 
+// ---- serve-metrics --------------------------------------------------------
+
+function serveMetrics(host: string, port: number, names: string[], ports: number[]): Promise<number> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { createMetricsServer } = require('./prometheus') as typeof import('./prometheus');
+  const server = createMetricsServer({ names, ports });
+  return new Promise<number>((resolve, reject) => {
+    const stop = (): void => {
+      process.removeListener('SIGINT', stop);
+      process.removeListener('SIGTERM', stop);
+      server.close(() => resolve(0));
+      server.closeAllConnections(); // Prometheus keeps its connection alive
+    };
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      // 'listen EADDRINUSE: address already in use 127.0.0.1:9100' -> 'address already in use'
+      const reason = error.message.replace(/^listen \w+: /, '').replace(/ \S*:\d+$/, '');
+      reject(error.code === undefined ? error : new Failure(error.code, `${reason}, listen ${host}:${port}`));
+    });
+    server.listen(port, host, () => {
+      const address = server.address() as import('node:net').AddressInfo;
+      const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      console.log(`Serving http://${shown}:${address.port}/metrics`);
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
+  });
+}
+
 // ---- the commands ---------------------------------------------------------
 
 const commands: Record<string, Command> = {
@@ -381,6 +409,36 @@ Options:
       const interval = values.interval === undefined ? 1000 : integer(values.interval as string, '--interval', 1, 2 ** 31 - 1);
       const count = values.count === undefined ? undefined : integer(values.count as string, '--count', 1, Number.MAX_SAFE_INTEGER);
       return watch(name, interval, count);
+    },
+  },
+
+  'serve-metrics': {
+    synopsis: '--port P [--host ADDR] [--listen-port N]... [NAME...]',
+    summary: 'serve /metrics for Prometheus: gauges, semaphores, listen queues',
+    details: `An HTTP server whose /metrics (Prometheus text format) reads, at each scrape:
+  named_semaphore_value{name="/busy",kind="gauge"}   a gauge's total, or a
+      semaphore's value (kind="semaphore"), for each NAME; a NAME that does not
+      exist yet has no series until it does
+  listen_queue_connections{address,port}      connections waiting to be accepted
+  listen_queue_max_connections{address,port}  the accept queue's limit (backlog)
+      for each TCP listening socket on each --listen-port
+Prints the URL it serves and runs until SIGINT or SIGTERM (exit status 0).
+Run one per host; Prometheus sums over hosts.
+
+Options:
+  --port P          the HTTP port to listen on (0: any free port)
+  --host ADDR       the address to listen on (default 127.0.0.1)
+  --listen-port N   report the listen queue of TCP port N (repeatable)`,
+    options: { port: { type: 'string' }, host: { type: 'string' }, 'listen-port': { type: 'string', multiple: true } },
+    positionals: ['[NAME...]'],
+    run(values, texts) {
+      if (values.port === undefined) throw new UsageError('missing --port');
+      const port = integer(values.port as string, '--port', 0, 65535);
+      const host = (values.host as string | undefined) ?? '127.0.0.1';
+      const ports = ((values['listen-port'] as string[] | undefined) ?? []).map((p) => integer(p, '--listen-port', 1, 65535));
+      const names = texts.map(semaphoreName);
+      if (names.length === 0 && ports.length === 0) throw new UsageError('nothing to serve: give a NAME or --listen-port');
+      return serveMetrics(host, port, names, ports);
     },
   },
 
@@ -631,7 +689,7 @@ async function main(argv: string[]): Promise<number> {
   if (parsed.positionals.length < required) {
     throw new UsageError(`missing ${command.positionals[parsed.positionals.length]}`, first);
   }
-  if (parsed.positionals.length > command.positionals.length) {
+  if (parsed.positionals.length > command.positionals.length && !/\.\.\.\]?$/.test(command.positionals.at(-1) ?? '')) {
     throw new UsageError(`unexpected argument '${parsed.positionals[command.positionals.length]}'`, first);
   }
   try {
