@@ -368,6 +368,7 @@ scrape_configs:
   const label = (v) => JSON.stringify(v); // a PromQL string
 
   await poll('up', (r) => r.length === 2 && r.every((s) => s.value[1] === '1'), 'both targets up');
+  // (Prometheus applies new scrape targets at most every 5 s, so the first scrape comes after about 5 s.)
   t.diagnostic(`prometheus up and both targets scraped after ${Date.now() - t0} ms`);
 
   // The gauge's total, from the sidecar and from the worker's own prom-client endpoint.
@@ -377,13 +378,19 @@ scrape_configs:
   await poll(`listen_queue_connections{port="${listenPort}",address="127.0.0.1"}`, one(QUEUED), 'sidecar: queued');
   await poll(`listen_queue_max_connections{port="${listenPort}"}`, one(BACKLOG), 'sidecar: backlog');
   // The README's PromQL, on one host.
-  await poll(`sum(named_semaphore_value{name=${label(G)}})`, one(11), 'sum over hosts');
-  await poll(`max_over_time(named_semaphore_value{name=${label(G)}}[1m])`, one(11), 'peak');
+  const v = `named_semaphore_value{name=${label(G)}}`;
+  await poll(`sum(${v})`, one(11), 'sum over hosts');
+  await poll(`sum by (instance) (${v})`, one(11), 'per host');
+  // (the README's subquery step is 15s, a typical scrape interval; here it is this scrape interval)
+  await poll(`max_over_time(sum(${v})[1h:1s])`, one(11), 'peak of the total');
+  await poll(`max_over_time(${v}[1h])`, one(11), 'peak per host');
+  await poll(`sum by (instance) (listen_queue_connections{port="${listenPort}"}) > 0`, one(QUEUED), 'hosts with a queue');
 
   // Read at scrape time: the worker takes 10 more, both endpoints follow.
   worker.child.stdin.write('release 10\n');
   await poll(`named_semaphore_value{name=${label(G)},kind="gauge"}`, one(21), 'sidecar: gauge total after release');
   await poll(`app_requests_in_flight`, one(21), 'worker: gauge total after release');
+  await poll(`max_over_time(${v}[1h])`, one(21), 'peak per host after release');
   t.diagnostic(`all values seen in Prometheus after ${Date.now() - t0} ms`);
 
   // A name that does not exist has no series at all.
