@@ -26,7 +26,7 @@ const { performance } = require('node:perf_hooks');
 const WORKERS = 2;
 const DELAY_MS = 200; // what each request costs inside the app
 const SAMPLE_MS = 50;
-const LOG_EVERY_MS = 1500; // access log: a sample, at most one line per worker per 1.5 s
+const LOG_EVERY_MS = 1500; // access log: a sample, at most one line per worker per 1.5 s (scaled)
 const STEPS = [
   { clients: 1, path: '/sleep', seconds: 2 },
   { clients: 2, path: '/sleep', seconds: 2 },
@@ -52,6 +52,7 @@ function runWorker() {
   const { busyMiddleware } = require('named-semaphore/http');
   const gauge = new Gauge(process.env.BUSY_DEMO_GAUGE);
   const countBusy = busyMiddleware(gauge);
+  const logEveryMs = Number(process.env.BUSY_DEMO_LOG_MS);
   let lastLog = -Infinity;
 
   const server = http.createServer((req, res) => {
@@ -59,7 +60,7 @@ function runWorker() {
     const start = performance.now();
     const reply = () => {
       const ms = performance.now() - start;
-      if (start - lastLog >= LOG_EVERY_MS) {
+      if (start - lastLog >= logEveryMs) {
         lastLog = start;
         say(`  [worker ${process.pid}] ${req.method} ${req.url} ${res.statusCode} ${ms.toFixed(0)} ms busy=${req.busy}`);
       }
@@ -269,7 +270,7 @@ async function runPrimary() {
     cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.setupPrimary({ exec: __filename, args: [] });
     const fork = () => {
-      const worker = cluster.fork({ BUSY_DEMO_GAUGE: options.gauge });
+      const worker = cluster.fork({ BUSY_DEMO_GAUGE: options.gauge, BUSY_DEMO_LOG_MS: String(LOG_EVERY_MS * scale) });
       exits.set(worker, new Promise((resolve) => worker.once('exit', resolve)));
       say(`  worker ${worker.process.pid} started`);
       return worker;
@@ -280,7 +281,7 @@ async function runPrimary() {
     say('  busy   = requests in flight over all workers: the Gauge, +1 per request in busyMiddleware');
     say('  queued = connections the kernel has set up that no worker has accept()ed yet (listenQueue)');
     say('  Each client sends one request at a time on a new connection, as a proxy without keep-alive does.');
-    say(`  Access log: the workers print one line in ${LOG_EVERY_MS / 1000} s each, with busy=N as counted when the request came in.`);
+    say(`  Access log: the workers print one line in ${(LOG_EVERY_MS * scale) / 1000} s each, with busy=N as counted when the request came in.`);
 
     // When a worker dies, reapOnWorkerExit (above) removes its share of the
     // gauge; this replaces the worker, as a cluster manager would.
