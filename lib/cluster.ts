@@ -3,13 +3,11 @@
 // its share counted until someone reaps the gauge; these reap at the right
 // moments.
 import cluster from 'node:cluster';
-import { Gauge, reapGauge } from './gauge';
+import { Gauge, reapGauge, type GaugeOrName } from './gauge';
 import { invalidArgType } from './errors';
 import * as shares from './shares';
 import * as validate from './validate';
 
-/** A Gauge, or a gauge's name (reaped without taking a share). */
-export type GaugeOrName = Gauge | string;
 
 /** A function that reaps the gauge and returns how much left the total; 0 while the gauge does not exist. */
 function reaper(gaugeOrName: unknown): () => number {

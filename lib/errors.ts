@@ -46,6 +46,11 @@ function describe(value: unknown): string {
   return `type ${typeof value} (${String(value)})`;
 }
 
+/** A failed sock_diag read of the listeners on `port` (0: every port). */
+export function sockDiagError(err: number, port: number): SemaphoreError {
+  return new SemaphoreError(err, 'sock_diag', `port ${port}`);
+}
+
 export function invalidArgType(arg: string, expected: string, actual: unknown): CodedError<TypeError> {
   return coded(
     new TypeError(`The "${arg}" argument must be ${expected}. Received ${describe(actual)}`),

@@ -8,6 +8,9 @@ import { SemaphoreError, errno, gaugeUnderflow, invalidArgType, objectClosed } f
 import * as shares from './shares';
 import * as validate from './validate';
 
+/** A Gauge, or a gauge's name (opened, or read, by whoever takes it). */
+export type GaugeOrName = Gauge | string;
+
 export interface GaugeOptions {
   /** Permission bits of the gauge's semaphores, as a number or octal string (default 0o600). */
   mode?: number | string;

@@ -3,8 +3,10 @@
 // and the access-log helpers that print `busy`.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { Gauge } from './gauge';
-import { SemaphoreError, invalidArgType } from './errors';
+import { Gauge, type GaugeOrName } from './gauge';
+
+export type { GaugeOrName };
+import { invalidArgType, sockDiagError } from './errors';
 import { binding, type NativeListener } from './native';
 import * as shares from './shares';
 import * as validate from './validate';
@@ -16,8 +18,6 @@ declare module 'http' {
   }
 }
 
-/** A Gauge, or the name of one that each process opens once, on first use. */
-export type GaugeOrName = Gauge | string;
 
 // One Gauge per name per process, opened on first use and kept open.
 const opened = new Map<string, Gauge>();
@@ -137,6 +137,6 @@ export type Listener = NativeListener;
 export function listenQueue(port: number): Listener[] {
   validate.wholeNumber(port, 'port', 1, 65535);
   const listeners = binding.listenQueue(port);
-  if (typeof listeners === 'number') throw new SemaphoreError(listeners, 'sendmsg', 'sock_diag');
+  if (typeof listeners === 'number') throw sockDiagError(listeners, port);
   return listeners;
 }

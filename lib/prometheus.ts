@@ -10,12 +10,11 @@
 //                                       `named-semaphore serve-metrics` serves
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as util from 'node:util';
 import type * as PromClient from 'prom-client';
 import { Gauge } from './gauge';
 import { NamedSemaphore } from './semaphore';
 import { binding } from './native';
-import { invalidArgType } from './errors';
+import { invalidArgType, sockDiagError } from './errors';
 import * as shares from './shares';
 import * as validate from './validate';
 
@@ -95,15 +94,6 @@ export interface ListenQueueSample {
   queued: number;
   /** The accept queue's limit (the listen backlog, capped by net.core.somaxconn). */
   backlog: number;
-}
-
-function sockDiagError(err: number, port: number): Error {
-  const [code, description] = util.getSystemErrorMap().get(-err) ?? [`E${err}`, 'unknown error'];
-  return Object.assign(new Error(`${code}: ${description}, sock_diag (listeners on port ${port})`), {
-    code,
-    errno: -err,
-    syscall: 'sock_diag',
-  });
 }
 
 /**

@@ -116,7 +116,7 @@ test('a system error is a SemaphoreError with code, errno and syscall', () => {
       name: 'SemaphoreError',
       code: 'EPROTONOSUPPORT',
       errno: -93,
-      syscall: 'sendmsg',
+      syscall: 'sock_diag',
       message: /^EPROTONOSUPPORT: .*sock_diag/,
     });
   } finally {
