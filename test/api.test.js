@@ -222,3 +222,14 @@ test('waitSync: takes, times out, tries once with timeout 0', () => {
   assert.equal(sem.waitSync({ timeout: Infinity }), true);
   sem.close();
 });
+
+test('on a platform other than Linux, require fails with one clear message naming it', () => {
+  // process.platform is what the loader checks; pretend to be macOS.
+  const script = `
+    Object.defineProperty(process, 'platform', { value: 'darwin' });
+    try { require(${JSON.stringify(require.resolve('..'))}); console.log('loaded'); }
+    catch (e) { console.log(e.message); }`;
+  const out = require('node:child_process').execFileSync(process.execPath, ['-e', script]).toString();
+  assert.match(out, /^named-semaphore supports Linux \(glibc\) only; this is darwin-/);
+  assert.match(out, /no sem_getvalue and no timed wait/);
+});
