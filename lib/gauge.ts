@@ -188,8 +188,14 @@ export class Gauge {
 
   /** Adds `count` (default 1) for this object. Never blocks. */
   release(count?: number): void {
-    const n = count === undefined ? 1 : validate.count(count);
-    check(this.#open().post(n), 'sem_post', this.name);
+    const share = this.#open();
+    if (count === undefined) {
+      check(share.post(), 'sem_post', this.name); // the native fast path for 1
+      this.#local++;
+      return;
+    }
+    const n = validate.count(count);
+    check(share.post(n), 'sem_post', this.name);
     this.#local += n;
   }
 

@@ -4,8 +4,8 @@ import * as path from 'node:path';
 
 /** The methods of one open semaphore. Each returns errno-style numbers. */
 export interface NativeHandle {
-  /** 0 or an errno. */
-  post(count: number): number;
+  /** 0 or an errno. No argument posts 1 without unpacking one. */
+  post(count?: number): number;
   /** 0, EAGAIN when the value is 0, or an errno. */
   tryWait(): number;
   /** The value (>= 0), or -errno. */

@@ -113,8 +113,9 @@ export class NamedSemaphore {
 
   /** Adds `count` (default 1). EOVERFLOW, with nothing changed, past SEM_VALUE_MAX. */
   post(count?: number): void {
-    const n = count === undefined ? 1 : validate.count(count);
-    const err = this.#open().post(n);
+    // No argument is the native fast path for 1 (nothing to unpack).
+    const handle = this.#open();
+    const err = count === undefined ? handle.post() : handle.post(validate.count(count));
     if (err !== 0) throw new SemaphoreError(err, 'sem_post', this.name);
   }
 
