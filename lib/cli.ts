@@ -89,11 +89,6 @@ function exists(name: string): boolean {
   return fs.existsSync(shares.semaphorePath(name));
 }
 
-/** A NAME that has a generation file is a gauge. */
-function isGauge(name: string): boolean {
-  return exists(shares.generationName(name));
-}
-
 function isSystemError(error: unknown, code: string): boolean {
   return (error as { code?: unknown })?.code === code;
 }
@@ -241,7 +236,7 @@ interface Reader {
 
 function openReader(name: string): Reader {
   const { Gauge, NamedSemaphore } = api();
-  if (isGauge(name)) {
+  if (shares.isGauge(name)) {
     Gauge.read(name); // fails now, not later, if it cannot be read
     return { kind: 'gauge', read: () => Gauge.read(name), close: () => {} };
   }
@@ -536,7 +531,7 @@ gauge, its generation semaphore and every share are removed.`,
     run(_values, [text]) {
       const name = semaphoreName(text);
       const { Gauge, NamedSemaphore } = api();
-      const gauge = isGauge(name) || shares.listShares(name).length > 0;
+      const gauge = shares.isGauge(name) || shares.listShares(name).length > 0;
       if (gauge ? !Gauge.unlink(name) : !NamedSemaphore.unlink(name)) {
         throw new Failure('ENOENT', `no such file or directory, sem_unlink '${name}'`);
       }
@@ -553,7 +548,7 @@ prints how much left the total (0 if none were dead).`,
     positionals: ['NAME'],
     run(_values, [text]) {
       const name = semaphoreName(text);
-      if (!isGauge(name) && exists(name)) throw new Failure('EINVAL', `'${name}' is a semaphore, not a gauge`);
+      if (!shares.isGauge(name) && exists(name)) throw new Failure('EINVAL', `'${name}' is a semaphore, not a gauge`);
       console.log(String(api().reapGauge(name)));
       return 0;
     },
@@ -593,7 +588,7 @@ function openSemaphore(name: string): InstanceType<Api['NamedSemaphore']> {
   try {
     return new (api().NamedSemaphore)(name, { create: false });
   } catch (error) {
-    if (isSystemError(error, 'ENOENT') && isGauge(name)) {
+    if (isSystemError(error, 'ENOENT') && shares.isGauge(name)) {
       throw new Failure('ENOENT', `'${name}' is a gauge, which only its processes change; sem_open '${name}'`);
     }
     throw error;

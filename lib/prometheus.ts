@@ -8,7 +8,6 @@
 //   metricsText()                       the text exposition format written by
 //                                       hand, no prom-client needed; what
 //                                       `named-semaphore serve-metrics` serves
-import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type * as PromClient from 'prom-client';
 import { Gauge } from './gauge';
@@ -292,7 +291,7 @@ export function metricsText(options: MetricsTextOptions = {}): string {
 }
 
 function readNamed(name: string): { kind: 'gauge' | 'semaphore'; value: number } | null {
-  if (fs.existsSync(shares.semaphorePath(shares.generationName(name)))) {
+  if (shares.isGauge(name)) {
     try {
       return { kind: 'gauge', value: Gauge.read(name) };
     } catch (error) {

@@ -32,6 +32,11 @@ export function generationName(gauge: string): string {
   return gauge + GENERATION_SUFFIX;
 }
 
+/** Whether `name` is a gauge: it has a generation semaphore. */
+export function isGauge(name: string): boolean {
+  return fs.existsSync(semaphorePath(generationName(name)));
+}
+
 /** A fresh share name for this process. */
 export function newShareName(gauge: string, self: ProcessIdentity): string {
   return `${gauge}~${self.pid}.${self.startTime}.${randomBytes(4).toString('hex')}`;
@@ -94,7 +99,7 @@ export function isOwnerAlive(share: ProcessIdentity): boolean {
 
 /** Sets the exact permission bits of a semaphore this process created (sem_open applies the umask). */
 export function chmodSemaphore(name: string, mode: number): void {
-  fs.chmodSync(`${SHM_DIR}/sem.${name.slice(1)}`, mode);
+  fs.chmodSync(semaphorePath(name), mode);
 }
 
 /** The file that holds the semaphore `name` ('/x' -> '/dev/shm/sem.x'). */
