@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { hasCode } from './errors';
 import * as shares from './shares';
 import * as validate from './validate';
 
@@ -89,10 +90,6 @@ function exists(name: string): boolean {
   return fs.existsSync(shares.semaphorePath(name));
 }
 
-function isSystemError(error: unknown, code: string): boolean {
-  return (error as { code?: unknown })?.code === code;
-}
-
 let passwd: Map<number, string> | undefined;
 function userName(uid: number): string {
   if (passwd === undefined) {
@@ -161,7 +158,7 @@ function listAll(): Entry[] {
     try {
       stat = fs.statSync(shares.semaphorePath(file));
     } catch (error) {
-      if (isSystemError(error, 'ENOENT')) return null; // removed meanwhile
+      if (hasCode(error, 'ENOENT')) return null; // removed meanwhile
       throw error;
     }
     const entry: Entry = {
@@ -460,12 +457,12 @@ Options:
           if (mode !== undefined) shares.chmodSemaphore(name, mode); // sem_open applied the umask
           return 0;
         } catch (error) {
-          if (values.exclusive || !isSystemError(error, 'EEXIST')) throw error;
+          if (values.exclusive || !hasCode(error, 'EEXIST')) throw error;
         }
         try {
           new NamedSemaphore(name, { create: false }).close();
         } catch (error) {
-          if (isSystemError(error, 'ENOENT')) continue; // removed meanwhile: create it after all
+          if (hasCode(error, 'ENOENT')) continue; // removed meanwhile: create it after all
           throw error;
         }
         if (values.value !== undefined || values.mode !== undefined) {
@@ -588,7 +585,7 @@ function openSemaphore(name: string): InstanceType<Api['NamedSemaphore']> {
   try {
     return new (api().NamedSemaphore)(name, { create: false });
   } catch (error) {
-    if (isSystemError(error, 'ENOENT') && shares.isGauge(name)) {
+    if (hasCode(error, 'ENOENT') && shares.isGauge(name)) {
       throw new Failure('ENOENT', `'${name}' is a gauge, which only its processes change; sem_open '${name}'`);
     }
     throw error;

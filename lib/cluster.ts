@@ -4,7 +4,7 @@
 // moments.
 import cluster from 'node:cluster';
 import { Gauge, reapGauge, type GaugeOrName } from './gauge';
-import { invalidArgType } from './errors';
+import { hasCode, invalidArgType } from './errors';
 import * as shares from './shares';
 import * as validate from './validate';
 
@@ -18,7 +18,7 @@ function reaper(gaugeOrName: unknown): () => number {
     try {
       return reapGauge(name);
     } catch (error) {
-      if ((error as { code?: unknown }).code === 'ENOENT') return 0; // no process opened it yet
+      if (hasCode(error, 'ENOENT')) return 0; // no process opened it yet
       throw error;
     }
   };

@@ -46,6 +46,11 @@ function describe(value: unknown): string {
   return `type ${typeof value} (${String(value)})`;
 }
 
+/** Whether `error` carries this `code` (errors of any origin). */
+export function hasCode(error: unknown, code: string): boolean {
+  return (error as { code?: unknown } | null)?.code === code;
+}
+
 /** A failed sock_diag read of the listeners on `port` (0: every port). */
 export function sockDiagError(err: number, port: number): SemaphoreError {
   return new SemaphoreError(err, 'sock_diag', `port ${port}`);

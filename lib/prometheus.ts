@@ -13,7 +13,7 @@ import type * as PromClient from 'prom-client';
 import { Gauge } from './gauge';
 import { NamedSemaphore } from './semaphore';
 import { binding } from './native';
-import { invalidArgType, sockDiagError } from './errors';
+import { hasCode, invalidArgType, sockDiagError } from './errors';
 import * as shares from './shares';
 import * as validate from './validate';
 
@@ -69,7 +69,7 @@ function readGauge(name: string): number {
   try {
     return Gauge.read(name);
   } catch (error) {
-    if ((error as { code?: unknown }).code === 'ENOENT') return 0;
+    if (hasCode(error, 'ENOENT')) return 0;
     throw error;
   }
 }
@@ -295,14 +295,14 @@ function readNamed(name: string): { kind: 'gauge' | 'semaphore'; value: number }
     try {
       return { kind: 'gauge', value: Gauge.read(name) };
     } catch (error) {
-      if ((error as { code?: unknown }).code !== 'ENOENT') throw error; // unlinked meanwhile
+      if (!hasCode(error, 'ENOENT')) throw error; // unlinked meanwhile
     }
   }
   let sem: NamedSemaphore;
   try {
     sem = new NamedSemaphore(name, { create: false });
   } catch (error) {
-    if ((error as { code?: unknown }).code === 'ENOENT') return null;
+    if (hasCode(error, 'ENOENT')) return null;
     throw error;
   }
   try {
