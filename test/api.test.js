@@ -233,3 +233,32 @@ test('on a platform other than Linux, require fails with one clear message namin
   assert.match(out, /^named-semaphore supports Linux \(glibc\) only; this is darwin-/);
   assert.match(out, /no sem_getvalue and no timed wait/);
 });
+
+test('waitSync keeps its deadline when signals interrupt it (EINTR is retried)', async () => {
+  const name = uniqueName();
+  const sem = new NamedSemaphore(name);
+  // A handled signal makes sem_clockwait return EINTR even under SA_RESTART.
+  const script = `
+    const { NamedSemaphore } = require(${JSON.stringify(require.resolve('..'))});
+    let signals = 0;
+    process.on('SIGUSR1', () => signals++);
+    const sem = new NamedSemaphore(${JSON.stringify(name)}, { create: false });
+    console.log('ready');
+    const start = process.hrtime.bigint();
+    const got = sem.waitSync({ timeout: 600 });
+    const ms = Number(process.hrtime.bigint() - start) / 1e6;
+    setImmediate(() => console.log(JSON.stringify({ got, ms, signals })));`;
+  const child = require('node:child_process').spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  await new Promise((resolve) => child.stdout.once('data', resolve));
+  const timer = setInterval(() => child.kill('SIGUSR1'), 20);
+  const [code] = await require('node:events').once(child, 'exit');
+  clearInterval(timer);
+  assert.equal(code, 0);
+  const result = JSON.parse(out.trim().split('\n').pop());
+  assert.equal(result.got, false, 'timed out, not taken and not an error');
+  assert.ok(result.ms >= 599, `returned after ${result.ms} ms, before its 600 ms deadline`);
+  assert.ok(result.signals > 0, 'signals arrived during the wait');
+  sem.close();
+});
