@@ -241,20 +241,24 @@ test('waitSync keeps its deadline when signals interrupt it (EINTR is retried)',
   const script = `
     const { NamedSemaphore } = require(${JSON.stringify(require.resolve('..'))});
     let signals = 0;
-    process.on('SIGUSR1', () => signals++);
+    process.on('SIGUSR2', () => signals++);
     const sem = new NamedSemaphore(${JSON.stringify(name)}, { create: false });
     console.log('ready');
     const start = process.hrtime.bigint();
     const got = sem.waitSync({ timeout: 600 });
     const ms = Number(process.hrtime.bigint() - start) / 1e6;
-    setImmediate(() => console.log(JSON.stringify({ got, ms, signals })));`;
+    // Stay a moment after reporting, so no signal meets the exit.
+    setImmediate(() => console.log(JSON.stringify({ got, ms, signals })));
+    setTimeout(() => {}, 500);`;
   const child = require('node:child_process').spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   await new Promise((resolve) => child.stdout.once('data', resolve));
-  const timer = setInterval(() => child.kill('SIGUSR1'), 20);
-  const [code] = await require('node:events').once(child, 'exit');
+  const timer = setInterval(() => child.kill('SIGUSR2'), 20);
+  child.stdout.on('data', () => out.includes('{') && clearInterval(timer));
+  const [code, signal] = await require('node:events').once(child, 'exit');
   clearInterval(timer);
+  assert.equal(signal, null, `the child died of ${signal}`);
   assert.equal(code, 0);
   const result = JSON.parse(out.trim().split('\n').pop());
   assert.equal(result.got, false, 'timed out, not taken and not an error');
