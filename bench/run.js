@@ -216,7 +216,7 @@ async function main() {
       { id: 'cValue', label: 'C: sem_getvalue', unit: 'ns', ...cCase('getvalue'), minIters: 10000 },
       { id: 'rawPostTry', label: 'minimal N-API post + tryWait (sem bound as data)', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { raw.post(); raw.tryWait(); } } },
       { id: 'rawValue', label: 'minimal N-API getvalue (sem bound as data)', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += raw.value(); sink += s; } },
-      { id: 'bindPostTry', label: 'our binding, no TS layer: post(1) + tryWait()', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { handle.post(1); handle.tryWait(); } } },
+      { id: 'bindPostTry', label: 'our binding, no TS layer: post() + tryWait()', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { handle.post(); handle.tryWait(); } } },
       { id: 'bindValue', label: 'our binding, no TS layer: value()', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += handle.value(); sink += s; } },
       { id: 'postTry', label: 'sem.post() + sem.tryWait()', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { sem.post(); sem.tryWait(); } } },
       { id: 'value', label: 'sem.value', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += sem.value; sink += s; } },

@@ -34,8 +34,8 @@ function gaugeName(name: unknown): string {
   return validate.semaphoreName(name, 'name', shares.SHARE_SUFFIX_BYTES);
 }
 
-function check(err: number, syscall: string, name: string): void {
-  if (err !== 0) throw new SemaphoreError(err, syscall, name);
+function check(err: number | undefined, syscall: string, name: string): void {
+  if (err !== undefined && err !== 0) throw new SemaphoreError(err, syscall, name);
 }
 
 function openOrThrow(name: string, create: boolean, exclusive: boolean, mode: number, ownedShare = false): NativeHandle | number {
@@ -84,7 +84,7 @@ function openSum(gauge: string): NativeSum {
 function bump(generation: NativeHandle): void {
   // At SEM_VALUE_MAX (2^31 share changes) this fails with EOVERFLOW and
   // readers no longer notice new shares: far past any realistic lifetime.
-  generation.post(1);
+  generation.post();
 }
 
 /**
@@ -98,7 +98,7 @@ function reapShares(gauge: string, generation: NativeHandle): number {
     const handle = binding.open(share.name, false, false, 0, 0);
     if (typeof handle === 'number') continue; // another reaper was first
     // Several reapers may drain one share at once: each token goes to one.
-    while (handle.tryWait() === 0) removed++;
+    while (handle.tryWait() === undefined) removed++;
     binding.unlink(share.name);
     handle.close();
     bump(generation);

@@ -116,13 +116,13 @@ export class NamedSemaphore {
     // No argument is the native fast path for 1 (nothing to unpack).
     const handle = this.#open();
     const err = count === undefined ? handle.post() : handle.post(validate.count(count));
-    if (err !== 0) throw new SemaphoreError(err, 'sem_post', this.name);
+    if (err !== undefined) throw new SemaphoreError(err, 'sem_post', this.name);
   }
 
   /** Takes one if the value is above 0; false otherwise. Never blocks. */
   tryWait(): boolean {
     const err = this.#open().tryWait();
-    if (err === 0) return true;
+    if (err === undefined) return true;
     if (err === errno.EAGAIN) return false;
     throw new SemaphoreError(err, 'sem_trywait', this.name);
   }
@@ -158,7 +158,7 @@ export class NamedSemaphore {
     // when there is none.
     if (this.#waits.size === 0 || timeout === 0) {
       const err = handle.tryWait();
-      if (err === 0) return Promise.resolve(true);
+      if (err === undefined) return Promise.resolve(true);
       if (err !== errno.EAGAIN) return Promise.reject(new SemaphoreError(err, 'sem_trywait', this.name));
       if (timeout === 0) return Promise.resolve(false);
     }

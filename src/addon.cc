@@ -231,37 +231,48 @@ Handle* Args(napi_env env, napi_callback_info info, napi_value (&argv)[N], size_
   return static_cast<Handle*>(data);
 }
 
-// ---- handle methods (hot paths first) -------------------------------------
-
-// post(count = 1) -> 0 | errno
-napi_value Post(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  size_t argc;
-  Handle* h = Args(env, info, argv, &argc);
-  if (h == nullptr || h->shared == nullptr) return Int(env, kBadHandle);
-  double count = 1;
-  if (argc >= 1 && !GetWhole(env, argv[0], 1, SEM_VALUE_MAX, &count)) {
-    return Int(env, EINVAL);
-  }
-  return Int(env, nsem::Post(h->shared->sem(), static_cast<uint32_t>(count)));
+// The method's bound struct: napi_get_cb_info asked for nothing else, its
+// cheapest form.
+template <typename T>
+T* BoundOf(napi_env env, napi_callback_info info) {
+  void* data = nullptr;
+  napi_get_cb_info(env, info, nullptr, nullptr, nullptr, &data);
+  return static_cast<T*>(data);
 }
 
-// tryWait() -> 0 | EAGAIN | errno
-napi_value TryWait(napi_env env, napi_callback_info info) {
-  void* data = nullptr;
+// undefined for success, so the hot paths create no value at all.
+napi_value Result(napi_env env, int err) { return err == 0 ? nullptr : Int(env, err); }
+
+// ---- handle methods (hot paths first) -------------------------------------
+
+// post(count = 1) -> undefined | errno
+napi_value Post(napi_env env, napi_callback_info info) {
   size_t argc = 0;
+  void* data = nullptr;
   napi_get_cb_info(env, info, &argc, nullptr, nullptr, &data);
   Handle* h = static_cast<Handle*>(data);
   if (h == nullptr || h->shared == nullptr) return Int(env, kBadHandle);
-  return Int(env, nsem::TryWait(h->shared->sem()));
+  if (argc == 0) return Result(env, nsem::PostOne(h->shared->sem()));  // nothing to unpack
+  napi_value argv[1];
+  argc = 1;
+  double count;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok ||
+      !GetWhole(env, argv[0], 1, SEM_VALUE_MAX, &count)) {
+    return Int(env, EINVAL);
+  }
+  return Result(env, nsem::Post(h->shared->sem(), static_cast<uint32_t>(count)));
+}
+
+// tryWait() -> undefined | EAGAIN | errno
+napi_value TryWait(napi_env env, napi_callback_info info) {
+  Handle* h = BoundOf<Handle>(env, info);
+  if (h == nullptr || h->shared == nullptr) return Int(env, kBadHandle);
+  return Result(env, nsem::TryWait(h->shared->sem()));
 }
 
 // value() -> value >= 0 | -errno
 napi_value Value(napi_env env, napi_callback_info info) {
-  void* data = nullptr;
-  size_t argc = 0;
-  napi_get_cb_info(env, info, &argc, nullptr, nullptr, &data);
-  Handle* h = static_cast<Handle*>(data);
+  Handle* h = BoundOf<Handle>(env, info);
   if (h == nullptr || h->shared == nullptr) return Int(env, -kBadHandle);
   int value = 0;
   int err = nsem::GetValue(h->shared->sem(), &value);
@@ -312,10 +323,7 @@ napi_value Cancel(napi_env env, napi_callback_info info) {
 // close() -> 0; idempotent. Outstanding waits are forgotten (JavaScript
 // rejects them) and their tokens posted back.
 napi_value CloseMethod(napi_env env, napi_callback_info info) {
-  void* data = nullptr;
-  size_t argc = 0;
-  napi_get_cb_info(env, info, &argc, nullptr, nullptr, &data);
-  Handle* h = static_cast<Handle*>(data);
+  Handle* h = BoundOf<Handle>(env, info);
   if (h != nullptr) CloseBound(h);
   return Int(env, 0);
 }
@@ -418,20 +426,17 @@ napi_value SumReset(napi_env env, napi_callback_info info) {
 
 // sum() -> total >= 0 | -errno (-ESTALE: list the shares again and reset)
 napi_value SumSum(napi_env env, napi_callback_info info) {
-  size_t argc = 0;
-  SumHandle* h = SumArgs(env, info, nullptr, &argc);
-  double total = 0;
-  int err = h == nullptr ? kBadHandle : h->sum->Sum(&total);
+  SumHandle* h = BoundOf<SumHandle>(env, info);
+  int64_t total = 0;
+  int err = h == nullptr || h->sum == nullptr ? kBadHandle : h->sum->Sum(&total);
   napi_value out;
-  napi_create_double(env, err == 0 ? total : -err, &out);
+  napi_create_int64(env, err == 0 ? total : -err, &out);
   return out;
 }
 
 napi_value SumClose(napi_env env, napi_callback_info info) {
-  void* data = nullptr;
-  size_t argc = 0;
-  napi_get_cb_info(env, info, &argc, nullptr, nullptr, &data);
-  if (data != nullptr) CloseBound(static_cast<SumHandle*>(data));
+  SumHandle* h = BoundOf<SumHandle>(env, info);
+  if (h != nullptr) CloseBound(h);
   return Int(env, 0);
 }
 

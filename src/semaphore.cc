@@ -83,11 +83,10 @@ int Unlink(const char* name) { return sem_unlink(name) == 0 ? 0 : errno; }
 int Close(sem_t* sem) { return sem_close(sem) == 0 ? 0 : errno; }
 
 int Post(sem_t* sem, uint32_t count) {
-  if (count > 1) {
-    int value = 0;
-    if (sem_getvalue(sem, &value) != 0) return errno;
-    if (static_cast<int64_t>(value) + count > SEM_VALUE_MAX) return EOVERFLOW;
-  }
+  if (count == 1) return PostOne(sem);
+  int value = 0;
+  if (sem_getvalue(sem, &value) != 0) return errno;
+  if (static_cast<int64_t>(value) + count > SEM_VALUE_MAX) return EOVERFLOW;
   for (uint32_t i = 0; i < count; i++) {
     if (sem_post(sem) == 0) continue;
     int err = errno;
@@ -99,15 +98,6 @@ int Post(sem_t* sem, uint32_t count) {
   }
   return 0;
 }
-
-int TryWait(sem_t* sem) {
-  while (sem_trywait(sem) != 0) {
-    if (errno != EINTR) return errno;
-  }
-  return 0;
-}
-
-int GetValue(sem_t* sem, int* out) { return sem_getvalue(sem, out) == 0 ? 0 : errno; }
 
 int WaitUntil(sem_t* sem, int64_t deadline_ns) {
   if (deadline_ns == kForever) {

@@ -5,6 +5,7 @@
 #define NAMED_SEMAPHORE_SHARE_SUM_H
 
 #include <semaphore.h>
+#include <stdint.h>
 
 #include <vector>
 
@@ -24,7 +25,7 @@ class ShareSum {
   int Reset(int generation, const std::vector<const char*>& names);
   // Sums the shares into *out. ESTALE when the generation moved since Reset
   // (the caller lists the shares again); another errno on failure.
-  int Sum(double* out) const;
+  int Sum(int64_t* out) const;
   size_t size() const { return shares_.size(); }
 
  private:
