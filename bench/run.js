@@ -105,6 +105,28 @@ function addGroup(id, title, cases, measured, note) {
 }
 
 // A python3 child that runs the Python pattern on request (see py/alt.py).
+// A minimal handle (functions bound to its semaphore, as bench/noop makes
+// them) behind a class, as a library would wrap it: every instance shares the
+// class's call sites.
+class RawWrapper {
+  #h;
+  constructor(h) {
+    this.#h = h;
+  }
+  post() {
+    if (this.#h.post() !== undefined) throw new Error('post failed');
+  }
+  tryWait() {
+    if (this.#h.tryWait() !== undefined) throw new Error('tryWait failed');
+  }
+  warm() {
+    for (let i = 0; i < 1000; i++) {
+      this.post();
+      this.tryWait();
+    }
+  }
+}
+
 function startPython() {
   const child = spawn('python3', [path.join(__dirname, 'py', 'alt.py'), 'bench'], { stdio: ['pipe', 'pipe', 'inherit'] });
   let buf = '';
@@ -175,7 +197,15 @@ async function main() {
   // Semaphores and gauges shared by several sections.
   const sem = new NamedSemaphore(setup.semName('s'));
   const handle = binding.open(setup.semName('b'), true, false, 0o600, 0);
+  if (typeof handle === 'number') throw new Error(`binding.open failed: errno ${handle}`);
+  const hid = handle.id;
   const raw = noop.open(setup.semName('r'));
+  // Diagnosis: what binding each handle's own functions would cost in real
+  // use, where one call site sees several handles (V8 then cannot call the
+  // native function directly). Eight minimal handles behind one wrapper class:
+  const rawMany = Array.from({ length: 8 }, (_, i) => new RawWrapper(noop.open(setup.semName(`r${i}`))));
+  for (const w of rawMany) w.warm();
+  const rawShared = rawMany[0];
   new NamedSemaphore(setup.semName('m')).close(); // for the prototype to map
   const names = { g1: setup.semName('g1'), g4: setup.semName('g4'), g16: setup.semName('g16') };
   const g1 = new Gauge(names.g1);
@@ -190,10 +220,10 @@ async function main() {
   const sharesLib = require('../dist/shares');
   const nativeSum = (gauge) => {
     const sum = binding.openSum(sharesLib.generationName(gauge));
-    if (typeof sum === 'number' || sum.reset(sum.generation(), sharesLib.listShares(gauge).map((x) => x.name)) !== 0) {
+    if (typeof sum === 'number' || binding.sumReset(sum.id, binding.sumGeneration(sum.id), sharesLib.listShares(gauge).map((x) => x.name)) !== 0) {
       throw new Error(`openSum ${gauge} failed`);
     }
-    return sum;
+    return sum.id;
   };
   const sum1 = nativeSum(names.g1);
   const sum16 = nativeSum(names.g16);
@@ -215,17 +245,18 @@ async function main() {
       { id: 'cPostTry', label: 'C: sem_post + sem_trywait', unit: 'ns', ...cCase('posttry'), minIters: 10000 },
       { id: 'cValue', label: 'C: sem_getvalue', unit: 'ns', ...cCase('getvalue'), minIters: 10000 },
       { id: 'rawPostTry', label: 'minimal N-API post + tryWait (sem bound as data)', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { raw.post(); raw.tryWait(); } } },
+      { id: 'rawPostTryShared', label: 'minimal N-API post + tryWait, from a call site that has seen 8 handles', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { rawShared.post(); rawShared.tryWait(); } } },
       { id: 'rawValue', label: 'minimal N-API getvalue (sem bound as data)', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += raw.value(); sink += s; } },
-      { id: 'bindPostTry', label: 'our binding, no TS layer: post() + tryWait()', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { handle.post(); handle.tryWait(); } } },
-      { id: 'bindValue', label: 'our binding, no TS layer: value()', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += handle.value(); sink += s; } },
+      { id: 'bindPostTry', label: 'our binding, no TS layer: post() + tryWait()', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { binding.post(hid); binding.tryWait(hid); } } },
+      { id: 'bindValue', label: 'our binding, no TS layer: value()', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += binding.value(hid); sink += s; } },
       { id: 'postTry', label: 'sem.post() + sem.tryWait()', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { sem.post(); sem.tryWait(); } } },
       { id: 'value', label: 'sem.value', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += sem.value; sink += s; } },
       { id: 'gaugeRA', label: 'gauge.release() + gauge.acquire()', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { g1.release(); g1.acquire(); } } },
       { id: 'gaugeV1', label: 'gauge.value, 1 share', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += g1.value; sink += s; } },
       { id: 'gaugeV4', label: 'gauge.value, 4 shares (3 in another process)', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += g4.value; sink += s; } },
       { id: 'gaugeV16', label: 'gauge.value, 16 shares (15 in another process)', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += g16.value; sink += s; } },
-      { id: 'bindSum1', label: 'our binding, no TS layer: sum(), 1 share', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += sum1.sum(); sink += s; } },
-      { id: 'bindSum16', label: 'our binding, no TS layer: sum(), 16 shares', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += sum16.sum(); sink += s; } },
+      { id: 'bindSum1', label: 'our binding, no TS layer: sum(), 1 share', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += binding.sum(sum1); sink += s; } },
+      { id: 'bindSum16', label: 'our binding, no TS layer: sum(), 16 shares', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += binding.sum(sum16); sink += s; } },
       { id: 'protoPostTry', label: 'prototype, Atomics on the mapped word: post + tryWait', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { mapped.post(); mapped.tryWait(); } } },
       { id: 'protoValue', label: 'prototype, Atomics on the mapped word: value', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += mapped.value; sink += s; } },
       { id: 'protoGaugeV16', label: 'prototype, Atomics on the mapped words: gauge value, 16 shares', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += mappedG16.value; sink += s; } },
@@ -500,9 +531,7 @@ async function main() {
 
   // Done measuring.
   sem.close();
-  handle.close();
-  sum1.close();
-  sum16.close();
+  for (const id of [hid, sum1, sum16]) binding.close(id);
   for (const g of [g1, g4, g16]) g.close();
   for (const n of Object.values(names)) Gauge.unlink(n);
 }

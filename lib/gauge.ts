@@ -3,7 +3,7 @@
 // Each Gauge object owns a share: a named semaphore that only it writes. The
 // gauge's value is the sum of the shares, so removing the share of a process
 // that died is exact. See lib/shares.ts for the names in /dev/shm.
-import { binding, type NativeHandle, type NativeSum } from './native';
+import { binding, type NativeHandle } from './native';
 import { SemaphoreError, errno, gaugeUnderflow, invalidArgType, objectClosed } from './errors';
 import * as shares from './shares';
 import * as validate from './validate';
@@ -58,23 +58,23 @@ function openGeneration(gauge: string, mode: number): NativeHandle {
 }
 
 /** Lists the shares again and points the sum at them. */
-function refresh(sum: NativeSum, gauge: string): void {
-  const generation = sum.generation(); // read before listing, so no change is missed
+function refresh(sumId: number, gauge: string): void {
+  const generation = binding.sumGeneration(sumId); // read before listing, so no change is missed
   if (generation < 0) throw new SemaphoreError(-generation, 'sem_getvalue', gauge);
   const names = shares.listShares(gauge).map((s) => s.name);
-  check(sum.reset(generation, names), 'sem_open', gauge);
+  check(binding.sumReset(sumId, generation, names), 'sem_open', gauge);
 }
 
-function readSum(sum: NativeSum, gauge: string): number {
+function readSum(sumId: number, gauge: string): number {
   for (;;) {
-    const total = sum.sum();
+    const total = binding.sum(sumId);
     if (total >= 0) return total;
     if (total !== -errno.ESTALE) throw new SemaphoreError(-total, 'sem_getvalue', gauge);
-    refresh(sum, gauge);
+    refresh(sumId, gauge);
   }
 }
 
-function openSum(gauge: string): NativeSum {
+function openSum(gauge: string): NativeHandle {
   const sum = binding.openSum(shares.generationName(gauge));
   if (typeof sum === 'number') throw new SemaphoreError(sum, 'sem_open', gauge);
   return sum;
@@ -84,7 +84,7 @@ function openSum(gauge: string): NativeSum {
 function bump(generation: NativeHandle): void {
   // At SEM_VALUE_MAX (2^31 share changes) this fails with EOVERFLOW and
   // readers no longer notice new shares: far past any realistic lifetime.
-  generation.post();
+  binding.post(generation.id);
 }
 
 /**
@@ -98,9 +98,9 @@ function reapShares(gauge: string, generation: NativeHandle): number {
     const handle = binding.open(share.name, false, false, 0, 0);
     if (typeof handle === 'number') continue; // another reaper was first
     // Several reapers may drain one share at once: each token goes to one.
-    while (handle.tryWait() === undefined) removed++;
+    while (binding.tryWait(handle.id) === undefined) removed++;
     binding.unlink(share.name);
-    handle.close();
+    binding.close(handle.id);
     bump(generation);
   }
   return removed;
@@ -118,7 +118,7 @@ export function reapGauge(name: string): number {
   try {
     return reapShares(gauge, generation);
   } finally {
-    generation.close();
+    binding.close(generation.id);
   }
 }
 
@@ -126,9 +126,12 @@ export function reapGauge(name: string): number {
 export class Gauge {
   /** The gauge's name, with its leading '/'. */
   readonly name: string;
-  #share: NativeHandle | null;
-  #generation: NativeHandle;
-  #sum: NativeSum;
+  // Native handles (each closes when collected) and the ids the binding takes.
+  #share: NativeHandle | null; // null once closed
+  readonly #shareId: number;
+  readonly #generation: NativeHandle;
+  readonly #sum: NativeHandle;
+  readonly #sumId: number;
   #local = 0;
 
   constructor(name: string, options?: GaugeOptions) {
@@ -144,8 +147,10 @@ export class Gauge {
     } while (typeof share === 'number');
     shares.chmodSemaphore(shareName, mode); // readers open every share read-write
     this.#share = share;
+    this.#shareId = share.id;
     bump(this.#generation);
     this.#sum = openSum(this.name);
+    this.#sumId = this.#sum.id;
     openGauges.add(this);
     closeAllOnExit();
   }
@@ -155,9 +160,9 @@ export class Gauge {
     const gauge = gaugeName(name);
     const sum = openSum(gauge);
     try {
-      return readSum(sum, gauge);
+      return readSum(sum.id, gauge);
     } finally {
-      sum.close();
+      binding.close(sum.id);
     }
   }
 
@@ -183,30 +188,30 @@ export class Gauge {
   /** The total over every process on the host. */
   get value(): number {
     this.#open();
-    return readSum(this.#sum, this.name);
+    return readSum(this.#sumId, this.name);
   }
 
   /** Adds `count` (default 1) for this object. Never blocks. */
   release(count?: number): void {
-    const share = this.#open();
+    const id = this.#open();
     if (count === undefined) {
-      check(share.post(), 'sem_post', this.name); // the native fast path for 1
+      check(binding.post(id), 'sem_post', this.name); // the native fast path for 1
       this.#local++;
       return;
     }
     const n = validate.count(count);
-    check(share.post(n), 'sem_post', this.name);
+    check(binding.post(id, n), 'sem_post', this.name);
     this.#local += n;
   }
 
   /** Takes back `count` (default 1). Never blocks; ERR_GAUGE_UNDERFLOW if this object holds less. */
   acquire(count?: number): void {
     const n = count === undefined ? 1 : validate.count(count);
-    const share = this.#open();
+    const id = this.#open();
     if (n > this.#local) throw gaugeUnderflow(this.name, n, this.#local);
     for (let i = 0; i < n; i++) {
       // Only this object writes its share, so the tokens are there.
-      check(share.tryWait(), 'sem_trywait', this.name);
+      check(binding.tryWait(id), 'sem_trywait', this.name);
       this.#local--;
     }
   }
@@ -230,14 +235,13 @@ export class Gauge {
 
   /** Gives this object's share back (the value drops by `local`). Idempotent. */
   close(): void {
-    const share = this.#share;
-    if (share === null) return;
+    if (this.#share === null) return;
     this.#share = null;
-    share.close(); // drains and unlinks the share (see src/addon.cc)
+    binding.close(this.#shareId); // drains and unlinks the share (see src/addon.cc)
     this.#local = 0;
     bump(this.#generation);
-    this.#generation.close();
-    this.#sum.close();
+    binding.close(this.#generation.id);
+    binding.close(this.#sumId);
     openGauges.delete(this);
   }
 
@@ -245,8 +249,9 @@ export class Gauge {
     this.close();
   }
 
-  #open(): NativeHandle {
+  /** The share's id; throws once closed. */
+  #open(): number {
     if (this.#share === null) throw objectClosed('gauge', this.name);
-    return this.#share;
+    return this.#shareId;
   }
 }

@@ -3,36 +3,13 @@
 import * as path from 'node:path';
 
 /**
- * The methods of one open semaphore. Each returns errno-style numbers, except
- * that the hot paths post and tryWait return undefined for success: creating
- * a 0 would cost them a tenth of their time.
+ * An open semaphore or share sum. Its id is what the binding's functions take;
+ * the object itself only ties the native handle's life to JavaScript's: when
+ * it is collected, the handle closes. Ids are checked natively, so a closed
+ * or made-up one gets EBADF.
  */
 export interface NativeHandle {
-  /** undefined or an errno. No argument posts 1 without unpacking one. */
-  post(count?: number): number | undefined;
-  /** undefined when taken, EAGAIN when the value is 0, or an errno. */
-  tryWait(): number | undefined;
-  /** The value (>= 0), or -errno. */
-  value(): number;
-  /** Blocks this thread. 0, ETIMEDOUT, or an errno; timeout -1 = forever. */
-  waitSync(timeoutMs: number): number;
-  /** Queues an async wait; settle(id, err) follows. 0 or an errno. */
-  wait(id: number, timeoutMs: number): number;
-  /** Forgets a queued wait, posting back a token taken for it. */
-  cancel(id: number): boolean;
-  /** Idempotent; outstanding waits are forgotten, their tokens posted back. */
-  close(): number;
-}
-
-/** The sum over a gauge's shares (see src/share_sum.h). */
-export interface NativeSum {
-  /** The generation semaphore's value, or -errno. */
-  generation(): number;
-  /** Opens these shares, listed after `generation` was read. 0 or an errno. */
-  reset(generation: number, names: string[]): number;
-  /** The total, or -errno; -ESTALE when the shares must be listed again. */
-  sum(): number;
-  close(): number;
+  readonly id: number;
 }
 
 /** One TCP listening socket (see src/listen_queue.h). */
@@ -46,14 +23,41 @@ export interface NativeListener {
   backlog: number;
 }
 
+/**
+ * The raw binding. Functions return errno-style numbers, except that the hot
+ * paths post and tryWait return undefined for success: creating a 0 would
+ * cost them a tenth of their time.
+ */
 export interface Binding {
   /**
    * A handle, or an errno. An owned share (a gauge's own) is drained and
    * unlinked when it closes, however that happens.
    */
   open(name: string, create: boolean, exclusive: boolean, mode: number, value: number, ownedShare?: boolean): NativeHandle | number;
-  /** A sum over shares whose generation semaphore is `generationName`, or an errno. */
-  openSum(generationName: string): NativeSum | number;
+  /** undefined or an errno. No count posts 1 without unpacking one. */
+  post(id: number, count?: number): number | undefined;
+  /** undefined when taken, EAGAIN when the value is 0, or an errno. */
+  tryWait(id: number): number | undefined;
+  /** The value (>= 0), or -errno. */
+  value(id: number): number;
+  /** Blocks this thread. 0, ETIMEDOUT, or an errno; timeout -1 = forever. */
+  waitSync(id: number, timeoutMs: number): number;
+  /** Queues an async wait; settle(waitId, err) follows. 0 or an errno. */
+  wait(id: number, waitId: number, timeoutMs: number): number;
+  /** Forgets a queued wait, posting back a token taken for it. Whether it was outstanding. */
+  cancel(id: number, waitId: number): boolean;
+  /** Closes a semaphore or a sum; idempotent. Outstanding waits are forgotten, their tokens posted back. */
+  close(id: number): number;
+
+  /** A sum over shares whose generation semaphore is `generationName` (see src/share_sum.h), or an errno. */
+  openSum(generationName: string): NativeHandle | number;
+  /** The generation semaphore's value, or -errno. */
+  sumGeneration(id: number): number;
+  /** Opens these shares, listed after `generation` was read. 0 or an errno. */
+  sumReset(id: number, generation: number, names: string[]): number;
+  /** The total, or -errno; -ESTALE when the shares must be listed again. */
+  sum(id: number): number;
+
   /** 0 or an errno. */
   unlink(name: string): number;
   /** TCP listeners on `port` (0: all) with their accept queues (sock_diag), or an errno. */

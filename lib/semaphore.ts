@@ -74,7 +74,9 @@ const kForgetWait = Symbol('forgetWait');
 export class NamedSemaphore {
   /** The name, with its leading '/'. */
   readonly name: string;
+  // Closes the native handle when collected; null once closed.
   #handle: NativeHandle | null;
+  readonly #id: number; // what the binding's functions take
   readonly #waits = new Set<number>();
 
   constructor(name: string, options?: SemaphoreOptions) {
@@ -89,6 +91,7 @@ export class NamedSemaphore {
     const handle = binding.open(this.name, create, exclusive, mode, initialValue);
     if (typeof handle === 'number') throw new SemaphoreError(handle, 'sem_open', this.name);
     this.#handle = handle;
+    this.#id = handle.id;
   }
 
   /** Removes a name; open handles keep working. False if it did not exist. */
@@ -106,7 +109,7 @@ export class NamedSemaphore {
 
   /** The current value (sem_getvalue). */
   get value(): number {
-    const value = this.#open().value();
+    const value = binding.value(this.#open());
     if (value < 0) throw new SemaphoreError(-value, 'sem_getvalue', this.name);
     return value;
   }
@@ -114,14 +117,14 @@ export class NamedSemaphore {
   /** Adds `count` (default 1). EOVERFLOW, with nothing changed, past SEM_VALUE_MAX. */
   post(count?: number): void {
     // No argument is the native fast path for 1 (nothing to unpack).
-    const handle = this.#open();
-    const err = count === undefined ? handle.post() : handle.post(validate.count(count));
+    const id = this.#open();
+    const err = count === undefined ? binding.post(id) : binding.post(id, validate.count(count));
     if (err !== undefined) throw new SemaphoreError(err, 'sem_post', this.name);
   }
 
   /** Takes one if the value is above 0; false otherwise. Never blocks. */
   tryWait(): boolean {
-    const err = this.#open().tryWait();
+    const err = binding.tryWait(this.#open());
     if (err === undefined) return true;
     if (err === errno.EAGAIN) return false;
     throw new SemaphoreError(err, 'sem_trywait', this.name);
@@ -129,10 +132,10 @@ export class NamedSemaphore {
 
   /** Takes one, blocking this thread; false if the timeout passes first. */
   waitSync(options?: SyncWaitOptions): boolean {
-    const handle = this.#open();
+    const id = this.#open();
     const timeout = validate.timeout(validate.options<SyncWaitOptions>(options).timeout);
     if (timeout === 0) return this.tryWait();
-    const err = handle.waitSync(timeout);
+    const err = binding.waitSync(id, timeout);
     if (err === 0) return true;
     if (err === errno.ETIMEDOUT) return false;
     throw new SemaphoreError(err, 'sem_wait', this.name);
@@ -144,9 +147,9 @@ export class NamedSemaphore {
    * `signal.reason` on abort, and with ERR_SEMAPHORE_CLOSED on close.
    */
   wait(options?: WaitOptions): Promise<boolean> {
-    let handle: NativeHandle, timeout: number, signal: AbortSignal | undefined;
+    let id: number, timeout: number, signal: AbortSignal | undefined;
     try {
-      handle = this.#open();
+      id = this.#open();
       const o = validate.options<WaitOptions>(options);
       timeout = validate.timeout(o.timeout);
       signal = validate.abortSignal(o.signal);
@@ -157,36 +160,35 @@ export class NamedSemaphore {
     // Waits of this handle are served in order: only try to jump the queue
     // when there is none.
     if (this.#waits.size === 0 || timeout === 0) {
-      const err = handle.tryWait();
+      const err = binding.tryWait(id);
       if (err === undefined) return Promise.resolve(true);
       if (err !== errno.EAGAIN) return Promise.reject(new SemaphoreError(err, 'sem_trywait', this.name));
       if (timeout === 0) return Promise.resolve(false);
     }
-    const id = nextWaitId++;
+    const waitId = nextWaitId++;
     closeWaitingOnExit();
-    const err = handle.wait(id, timeout);
+    const err = binding.wait(id, waitId, timeout);
     if (err !== 0) return Promise.reject(new SemaphoreError(err, 'pthread_create', this.name));
     return new Promise<boolean>((resolve, reject) => {
       const onAbort =
         signal &&
         ((): void => {
-          if (forget(id) === undefined) return;
-          this.#waits.delete(id);
-          handle.cancel(id);
+          if (forget(waitId) === undefined) return;
+          this.#waits.delete(waitId);
+          binding.cancel(id, waitId);
           reject(signal.reason);
         });
       signal?.addEventListener('abort', onAbort!, { once: true });
-      pendingWaits.set(id, { sem: this, resolve, reject, signal, onAbort });
-      this.#waits.add(id);
+      pendingWaits.set(waitId, { sem: this, resolve, reject, signal, onAbort });
+      this.#waits.add(waitId);
     });
   }
 
   /** Closes this handle (not the name). Idempotent; pending waits reject. */
   close(): void {
-    const handle = this.#handle;
-    if (handle === null) return;
+    if (this.#handle === null) return;
     this.#handle = null;
-    handle.close();
+    binding.close(this.#id);
     for (const id of this.#waits) forget(id)?.reject(objectClosed('semaphore', this.name));
     this.#waits.clear();
   }
@@ -205,9 +207,10 @@ export class NamedSemaphore {
     this.#waits.delete(id);
   }
 
-  #open(): NativeHandle {
+  /** The handle's id; throws once closed. */
+  #open(): number {
     if (this.#handle === null) throw objectClosed('semaphore', this.name);
-    return this.#handle;
+    return this.#id;
   }
 
   // Aliases, for those who think in acquire/release.

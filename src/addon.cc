@@ -2,23 +2,26 @@
 // ties native lifetimes to JavaScript ones.
 //
 // The binding returns errno values rather than throwing: lib/errors.ts turns
-// them into errors, so there is one place for error shapes. Argument types are
+// them into errors, so there is one place for error shapes. Arguments are
 // checked again here (cheaply), so that no call from JavaScript, however
 // wrong, can crash the process.
 //
-// Handle methods are plain N-API functions with the handle bound as their
-// data: node-addon-api's wrappers and an unwrapped `this` cost as much again
-// as the system call on the hot path (post, tryWait, value).
+// A handle is a number passed to module functions: post(id), value(id), ...
+// One set of functions for every handle keeps each JavaScript call site
+// monomorphic, which V8 needs to call native code directly; with functions
+// bound to each handle, a call site that has seen two handles costs twice as
+// much. The table below checks every id, so a forged or stale one is EBADF.
+// open() returns { id }, an object whose collection closes the handle.
 #include <arpa/inet.h>
 #include <errno.h>
 #include <semaphore.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <limits.h>
 #include <math.h>
 
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include <napi.h>
@@ -32,9 +35,89 @@ namespace {
 
 using nsem::SharedSemaphore;
 
-struct Bound;
+// What an id stands for: an open semaphore or a gauge's share sum.
+struct Bound {
+  enum class Kind { kSemaphore, kSum };
+  explicit Bound(Kind k) : kind(k) {}
+  virtual ~Bound() = default;
+  // Releases the native resources. Returns the number of async waits that
+  // ended with it.
+  virtual size_t Release() = 0;
+  const Kind kind;
+};
 
-// Per-environment state: the addon may be loaded by several worker threads.
+// Open handles by id. An id is serial * 2^20 + slot: the slot finds the
+// entry, and the serial, new for every open, tells a stale id from the
+// slot's current one. Ids stay below 2^53, exact in a JavaScript number.
+// A semaphore's slot also holds its sem_t*, so the hot paths find it in one
+// step rather than through a chain of pointers.
+class HandleTable {
+ public:
+  static constexpr int kSlotBits = 20;
+  static constexpr uint64_t kSlotMask = (uint64_t{1} << kSlotBits) - 1;
+  static constexpr uint64_t kMaxSerial = (uint64_t{1} << (53 - kSlotBits)) - 1;
+
+  // The new id, or 0 (never an id) when every slot is taken. `sem` is set
+  // for a semaphore.
+  uint64_t Add(Bound* b, sem_t* sem) {
+    uint64_t slot;
+    if (!free_.empty()) {
+      slot = free_.back();
+      free_.pop_back();
+    } else if (slots_.size() <= kSlotMask) {
+      slot = slots_.size();
+      slots_.push_back(Slot());
+    } else {
+      return 0;
+    }
+    serial_ = serial_ % kMaxSerial + 1;
+    uint64_t id = (serial_ << kSlotBits) | slot;
+    slots_[slot] = Slot{id, sem, b};
+    return id;
+  }
+
+  Bound* Find(uint64_t id) const {
+    uint64_t slot = id & kSlotMask;
+    return slot < slots_.size() && slots_[slot].id == id ? slots_[slot].bound : nullptr;
+  }
+
+  // The semaphore of an open semaphore handle, or nullptr.
+  sem_t* FindSemaphore(uint64_t id) const {
+    uint64_t slot = id & kSlotMask;
+    return slot < slots_.size() && slots_[slot].id == id ? slots_[slot].sem : nullptr;
+  }
+
+  // Takes the entry out; nullptr if the id is not open.
+  Bound* Remove(uint64_t id) {
+    Bound* b = Find(id);
+    if (b != nullptr) {
+      slots_[id & kSlotMask] = Slot();
+      free_.push_back(static_cast<uint32_t>(id & kSlotMask));
+    }
+    return b;
+  }
+
+  std::vector<uint64_t> Ids() const {
+    std::vector<uint64_t> ids;
+    for (const Slot& s : slots_) {
+      if (s.bound != nullptr) ids.push_back(s.id);
+    }
+    return ids;
+  }
+
+ private:
+  struct Slot {
+    uint64_t id = 0;
+    sem_t* sem = nullptr;
+    Bound* bound = nullptr;
+  };
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_;
+  uint64_t serial_ = 0;
+};
+
+// Per-environment state (the addon may be loaded by several worker threads),
+// bound as the data of every module function.
 struct EnvData {
   napi_env env = nullptr;
   // Carries settled waits from waiter threads to JavaScript.
@@ -42,33 +125,19 @@ struct EnvData {
   napi_ref settle_fn = nullptr;  // JavaScript settle(id, err)
   // Waits not yet settled in JavaScript; while any are, the process stays up.
   size_t waits_in_flight = 0;
-  std::unordered_set<Bound*> open_handles;
-  size_t live_handles = 0;  // Bound structs not yet finalized
+  HandleTable handles;
+  size_t tokens_alive = 0;  // { id } objects not yet finalized; each points here
   bool torn_down = false;
-};
-
-// What a JavaScript handle's method functions are bound to. The struct lives
-// until the last of those functions is collected; Close() may come earlier.
-struct Bound {
-  explicit Bound(EnvData* d) : data(d) {}
-  virtual ~Bound() = default;
-  virtual bool IsOpen() const = 0;
-  // Releases the native resources; idempotent. Returns the number of async
-  // waits that ended with it.
-  virtual size_t Release() = 0;
-  EnvData* data;
-  int functions_alive = 0;
 };
 
 // An open semaphore.
 struct Handle : Bound {
+  static constexpr Kind kKind = Kind::kSemaphore;
   Handle(EnvData* d, sem_t* sem, const char* name, bool owned_share)
-      : Bound(d),
+      : Bound(kKind),
         shared(new SharedSemaphore(sem, NotifySettled, d)),
         share_name(owned_share ? name : "") {}
-  bool IsOpen() const override { return shared != nullptr; }
   size_t Release() override {
-    if (shared == nullptr) return 0;
     if (!share_name.empty()) {
       // A gauge share dies with its owner: give its count back, drop its name.
       while (nsem::TryWait(shared->sem()) == 0) {
@@ -77,27 +146,22 @@ struct Handle : Bound {
     }
     size_t outstanding = shared->Stop();
     shared->Unref();
-    shared = nullptr;
     return outstanding;
   }
   static void NotifySettled(void* context, SharedSemaphore* shared);
-  SharedSemaphore* shared;       // nullptr once closed
+  SharedSemaphore* const shared;
   const std::string share_name;  // set for a gauge's own share
 };
 
 // The sum over a gauge's shares.
 struct SumHandle : Bound {
-  SumHandle(EnvData* d, sem_t* generation) : Bound(d), sum(new nsem::ShareSum(generation)) {}
-  bool IsOpen() const override { return sum != nullptr; }
-  size_t Release() override {
-    delete sum;
-    sum = nullptr;
-    return 0;
-  }
-  nsem::ShareSum* sum;  // nullptr once closed
+  static constexpr Kind kKind = Kind::kSum;
+  explicit SumHandle(sem_t* generation) : Bound(kKind), sum(generation) {}
+  size_t Release() override { return 0; }  // ~ShareSum closes the semaphores
+  nsem::ShareSum sum;
 };
 
-constexpr int kBadHandle = EBADF;  // any call on a closed handle
+constexpr int kBadHandle = EBADF;  // an id that is not open: closed, stale, forged
 
 void ChangeWaitsInFlight(EnvData* data, ptrdiff_t delta) {
   size_t before = data->waits_in_flight;
@@ -110,15 +174,17 @@ void ChangeWaitsInFlight(EnvData* data, ptrdiff_t delta) {
   }
 }
 
-void CloseBound(Bound* b) {
-  if (!b->IsOpen()) return;
+// Closes an id if it is open; idempotent.
+void CloseId(EnvData* data, uint64_t id) {
+  Bound* b = data->handles.Remove(id);
+  if (b == nullptr) return;
   size_t outstanding = b->Release();
-  b->data->open_handles.erase(b);
-  ChangeWaitsInFlight(b->data, -static_cast<ptrdiff_t>(outstanding));
+  delete b;
+  ChangeWaitsInFlight(data, -static_cast<ptrdiff_t>(outstanding));
 }
 
 void MaybeFreeEnvData(EnvData* data) {
-  if (data->torn_down && data->live_handles == 0) delete data;
+  if (data->torn_down && data->tokens_alive == 0) delete data;
 }
 
 // Called on a waiter thread with the SharedSemaphore's lock held.
@@ -171,8 +237,7 @@ void CallSettle(napi_env env, napi_value, void* context, void* payload) {
 void TearDown(void* arg) {
   EnvData* data = static_cast<EnvData*>(arg);
   // Stop every waiter thread before the threadsafe function goes away.
-  std::vector<Bound*> open(data->open_handles.begin(), data->open_handles.end());
-  for (Bound* b : open) CloseBound(b);
+  for (uint64_t id : data->handles.Ids()) CloseId(data, id);
   data->torn_down = true;
   if (data->settle_fn != nullptr) napi_delete_reference(data->env, data->settle_fn);
   data->settle_fn = nullptr;
@@ -193,6 +258,9 @@ napi_value Bool(napi_env env, bool v) {
   napi_get_boolean(env, v, &out);
   return out;
 }
+
+// undefined for success, so the hot paths create no value at all.
+napi_value Result(napi_env env, int err) { return err == 0 ? nullptr : Int(env, err); }
 
 // Reads a whole number in [min, max]; false for anything else.
 bool GetWhole(napi_env env, napi_value v, double min, double max, double* out) {
@@ -221,192 +289,155 @@ bool GetName(napi_env env, napi_value v, char* buf, size_t size) {
   return strlen(buf) == len;  // no NUL inside
 }
 
-// Fetches up to N arguments and the bound handle.
+// Fetches up to N arguments (missing ones are undefined) and the EnvData, in
+// one napi_get_cb_info.
 template <size_t N>
-Handle* Args(napi_env env, napi_callback_info info, napi_value (&argv)[N], size_t* argc) {
+EnvData* Args(napi_env env, napi_callback_info info, napi_value (&argv)[N], size_t* argc) {
   *argc = N;
   void* data = nullptr;
   if (napi_get_cb_info(env, info, argc, argv, nullptr, &data) != napi_ok) return nullptr;
-  for (size_t i = *argc; i < N; i++) napi_get_undefined(env, &argv[i]);
-  return static_cast<Handle*>(data);
+  return static_cast<EnvData*>(data);
 }
 
-// The method's bound struct: napi_get_cb_info asked for nothing else, its
-// cheapest form.
+// Reads an id; 0 (never an id) for anything that is not a number. A number
+// is read as napi_get_value_int64 reads it (a fraction is dropped): checking
+// that it is whole would cost the hot paths a tenth more, and the table
+// rejects any number that is not an open handle's id anyway.
+uint64_t GetId(napi_env env, napi_value v) {
+  int64_t id;
+  if (napi_get_value_int64(env, v, &id) != napi_ok || id < 1) return 0;
+  return static_cast<uint64_t>(id);
+}
+
+// The open handle of kind T that `id` names, or nullptr.
 template <typename T>
-T* BoundOf(napi_env env, napi_callback_info info) {
-  void* data = nullptr;
-  napi_get_cb_info(env, info, nullptr, nullptr, nullptr, &data);
-  return static_cast<T*>(data);
+T* Find(napi_env env, EnvData* data, napi_value id) {
+  if (data == nullptr) return nullptr;
+  Bound* b = data->handles.Find(GetId(env, id));
+  return b != nullptr && b->kind == T::kKind ? static_cast<T*>(b) : nullptr;
 }
 
-// undefined for success, so the hot paths create no value at all.
-napi_value Result(napi_env env, int err) { return err == 0 ? nullptr : Int(env, err); }
+// For the hot paths: the sem_t* of the open semaphore `id` names, or nullptr.
+sem_t* FindSemaphore(napi_env env, EnvData* data, napi_value id) {
+  return data == nullptr ? nullptr : data->handles.FindSemaphore(GetId(env, id));
+}
 
-// ---- handle methods (hot paths first) -------------------------------------
+// ---- semaphore functions (hot paths first) --------------------------------
 
-// post(count = 1) -> undefined | errno
+// post(id, count = 1) -> undefined | errno
 napi_value Post(napi_env env, napi_callback_info info) {
-  size_t argc = 0;
-  void* data = nullptr;
-  napi_get_cb_info(env, info, &argc, nullptr, nullptr, &data);
-  Handle* h = static_cast<Handle*>(data);
-  if (h == nullptr || h->shared == nullptr) return Int(env, kBadHandle);
-  if (argc == 0) return Result(env, nsem::PostOne(h->shared->sem()));  // nothing to unpack
-  napi_value argv[1];
-  argc = 1;
+  napi_value argv[2];
+  size_t argc;
+  EnvData* data = Args(env, info, argv, &argc);
+  sem_t* sem = FindSemaphore(env, data, argv[0]);
+  if (sem == nullptr) return Int(env, kBadHandle);
+  if (argc < 2) return Result(env, nsem::PostOne(sem));  // nothing to unpack
   double count;
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok ||
-      !GetWhole(env, argv[0], 1, SEM_VALUE_MAX, &count)) {
-    return Int(env, EINVAL);
-  }
-  return Result(env, nsem::Post(h->shared->sem(), static_cast<uint32_t>(count)));
+  if (!GetWhole(env, argv[1], 1, SEM_VALUE_MAX, &count)) return Int(env, EINVAL);
+  return Result(env, nsem::Post(sem, static_cast<uint32_t>(count)));
 }
 
-// tryWait() -> undefined | EAGAIN | errno
+// tryWait(id) -> undefined | EAGAIN | errno
 napi_value TryWait(napi_env env, napi_callback_info info) {
-  Handle* h = BoundOf<Handle>(env, info);
-  if (h == nullptr || h->shared == nullptr) return Int(env, kBadHandle);
-  return Result(env, nsem::TryWait(h->shared->sem()));
+  napi_value argv[1];
+  size_t argc;
+  EnvData* data = Args(env, info, argv, &argc);
+  sem_t* sem = FindSemaphore(env, data, argv[0]);
+  if (sem == nullptr) return Int(env, kBadHandle);
+  return Result(env, nsem::TryWait(sem));
 }
 
-// value() -> value >= 0 | -errno
+// value(id) -> value >= 0 | -errno
 napi_value Value(napi_env env, napi_callback_info info) {
-  Handle* h = BoundOf<Handle>(env, info);
-  if (h == nullptr || h->shared == nullptr) return Int(env, -kBadHandle);
+  napi_value argv[1];
+  size_t argc;
+  EnvData* data = Args(env, info, argv, &argc);
+  sem_t* sem = FindSemaphore(env, data, argv[0]);
+  if (sem == nullptr) return Int(env, -kBadHandle);
   int value = 0;
-  int err = nsem::GetValue(h->shared->sem(), &value);
+  int err = nsem::GetValue(sem, &value);
   return Int(env, err == 0 ? value : -err);
 }
 
-// waitSync(timeoutMs) -> 0 | ETIMEDOUT | errno; blocks this thread.
+// waitSync(id, timeoutMs) -> 0 | ETIMEDOUT | errno; blocks this thread.
 napi_value WaitSync(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
+  napi_value argv[2];
   size_t argc;
-  Handle* h = Args(env, info, argv, &argc);
-  if (h == nullptr || h->shared == nullptr) return Int(env, kBadHandle);
+  EnvData* data = Args(env, info, argv, &argc);
+  Handle* h = Find<Handle>(env, data, argv[0]);
+  if (h == nullptr) return Int(env, kBadHandle);
   double timeout;
-  if (!GetTimeout(env, argv[0], &timeout)) return Int(env, EINVAL);
+  if (!GetTimeout(env, argv[1], &timeout)) return Int(env, EINVAL);
   return Int(env, nsem::WaitUntil(h->shared->sem(), nsem::DeadlineAfterMs(timeout)));
 }
 
-// wait(id, timeoutMs) -> 0 (queued; settle(id, err) follows) | errno
+// wait(id, waitId, timeoutMs) -> 0 (queued; settle(waitId, err) follows) | errno
 napi_value Wait(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
+  napi_value argv[3];
   size_t argc;
-  Handle* h = Args(env, info, argv, &argc);
-  if (h == nullptr || h->shared == nullptr) return Int(env, kBadHandle);
-  double id, timeout;
-  if (!GetWhole(env, argv[0], 0, 9007199254740991.0, &id) || !GetTimeout(env, argv[1], &timeout)) {
+  EnvData* data = Args(env, info, argv, &argc);
+  Handle* h = Find<Handle>(env, data, argv[0]);
+  if (h == nullptr) return Int(env, kBadHandle);
+  double wait_id, timeout;
+  if (!GetWhole(env, argv[1], 0, 9007199254740991.0, &wait_id) ||
+      !GetTimeout(env, argv[2], &timeout)) {
     return Int(env, EINVAL);
   }
-  int err = h->shared->Enqueue(id, nsem::DeadlineAfterMs(timeout));
-  if (err == 0) ChangeWaitsInFlight(h->data, 1);
+  int err = h->shared->Enqueue(wait_id, nsem::DeadlineAfterMs(timeout));
+  if (err == 0) ChangeWaitsInFlight(data, 1);
   return Int(env, err);
 }
 
-// cancel(id) -> whether the wait was outstanding (its token, if any, is
-// posted back)
+// cancel(id, waitId) -> whether the wait was outstanding (its token, if any,
+// is posted back)
 napi_value Cancel(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
+  napi_value argv[2];
   size_t argc;
-  Handle* h = Args(env, info, argv, &argc);
-  double id;
-  if (h == nullptr || h->shared == nullptr || !GetWhole(env, argv[0], 0, 9007199254740991.0, &id)) {
+  EnvData* data = Args(env, info, argv, &argc);
+  Handle* h = Find<Handle>(env, data, argv[0]);
+  double wait_id;
+  if (h == nullptr || !GetWhole(env, argv[1], 0, 9007199254740991.0, &wait_id)) {
     return Bool(env, false);
   }
-  bool found = h->shared->Cancel(id);
-  if (found) ChangeWaitsInFlight(h->data, -1);
+  bool found = h->shared->Cancel(wait_id);
+  if (found) ChangeWaitsInFlight(data, -1);
   return Bool(env, found);
 }
 
-// close() -> 0; idempotent. Outstanding waits are forgotten (JavaScript
-// rejects them) and their tokens posted back.
-napi_value CloseMethod(napi_env env, napi_callback_info info) {
-  Handle* h = BoundOf<Handle>(env, info);
-  if (h != nullptr) CloseBound(h);
+// close(id) -> 0, for a semaphore or a sum; idempotent. Outstanding waits are
+// forgotten (JavaScript rejects them) and their tokens posted back.
+napi_value Close(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc;
+  EnvData* data = Args(env, info, argv, &argc);
+  if (data != nullptr) CloseId(data, GetId(env, argv[0]));
   return Int(env, 0);
 }
 
-// Each method function holds its Bound; the last one collected frees it.
-// A handle never closed is closed here (sem_close, never unlink; a gauge
-// share gives its count back).
-void FinalizeFunction(napi_env, void* finalize_data, void*) {
-  Bound* b = static_cast<Bound*>(finalize_data);
-  if (--b->functions_alive > 0) return;
-  CloseBound(b);
-  EnvData* data = b->data;
-  data->live_handles--;
-  delete b;
-  MaybeFreeEnvData(data);
-}
+// ---- share sum functions ------------------------------------------------------
 
-struct Method {
-  const char* name;
-  napi_callback cb;
-};
-
-constexpr Method kHandleMethods[] = {
-    {"post", Post}, {"tryWait", TryWait}, {"value", Value},       {"waitSync", WaitSync},
-    {"wait", Wait}, {"cancel", Cancel},   {"close", CloseMethod},
-};
-
-// An object whose methods are bound to b; takes ownership of b.
-template <size_t N>
-napi_value MakeObject(napi_env env, Bound* b, const Method (&methods)[N]) {
-  EnvData* data = b->data;
-  data->open_handles.insert(b);
-  data->live_handles++;
-  napi_value obj;
-  bool ok = napi_create_object(env, &obj) == napi_ok;
-  for (size_t i = 0; ok && i < N; i++) {
-    napi_value fn;
-    ok = napi_create_function(env, methods[i].name, NAPI_AUTO_LENGTH, methods[i].cb, b, &fn) ==
-             napi_ok &&
-         napi_add_finalizer(env, fn, b, FinalizeFunction, nullptr, nullptr) == napi_ok;
-    if (ok) {
-      b->functions_alive++;
-      napi_set_named_property(env, obj, methods[i].name, fn);
-    }
-  }
-  if (ok) return obj;
-  // Out of memory or a pending exception: close now; finalizers free b.
-  CloseBound(b);
-  if (b->functions_alive == 0) {
-    data->live_handles--;
-    delete b;
-  }
-  return nullptr;
-}
-
-// ---- share sum methods -------------------------------------------------------
-
-SumHandle* SumArgs(napi_env env, napi_callback_info info, napi_value* argv, size_t* argc) {
-  void* data = nullptr;
-  if (napi_get_cb_info(env, info, argc, argv, nullptr, &data) != napi_ok) return nullptr;
-  SumHandle* h = static_cast<SumHandle*>(data);
-  return h != nullptr && h->sum != nullptr ? h : nullptr;
-}
-
-// generation() -> value >= 0 | -errno
+// sumGeneration(id) -> value >= 0 | -errno
 napi_value SumGeneration(napi_env env, napi_callback_info info) {
-  size_t argc = 0;
-  SumHandle* h = SumArgs(env, info, nullptr, &argc);
-  return Int(env, h == nullptr ? -kBadHandle : h->sum->Generation());
+  napi_value argv[1];
+  size_t argc;
+  EnvData* data = Args(env, info, argv, &argc);
+  SumHandle* h = Find<SumHandle>(env, data, argv[0]);
+  return Int(env, h == nullptr ? -kBadHandle : h->sum.Generation());
 }
 
-// reset(generation, names[]) -> 0 | errno
+// sumReset(id, generation, names[]) -> 0 | errno
 napi_value SumReset(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  size_t argc = 2;
-  SumHandle* h = SumArgs(env, info, argv, &argc);
+  napi_value argv[3];
+  size_t argc;
+  EnvData* data = Args(env, info, argv, &argc);
+  SumHandle* h = Find<SumHandle>(env, data, argv[0]);
   if (h == nullptr) return Int(env, kBadHandle);
   double generation;
   bool is_array = false;
   uint32_t length = 0;
-  if (argc < 2 || !GetWhole(env, argv[0], 0, SEM_VALUE_MAX, &generation) ||
-      napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array ||
-      napi_get_array_length(env, argv[1], &length) != napi_ok || length > 100000) {
+  if (!GetWhole(env, argv[1], 0, SEM_VALUE_MAX, &generation) ||
+      napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, argv[2], &length) != napi_ok || length > 100000) {
     return Int(env, EINVAL);
   }
   std::vector<std::string> names(length);
@@ -414,84 +445,102 @@ napi_value SumReset(napi_env env, napi_callback_info info) {
   for (uint32_t i = 0; i < length; i++) {
     char name[256];
     napi_value item;
-    if (napi_get_element(env, argv[1], i, &item) != napi_ok ||
+    if (napi_get_element(env, argv[2], i, &item) != napi_ok ||
         !GetName(env, item, name, sizeof name)) {
       return Int(env, EINVAL);
     }
     names[i] = name;
     pointers[i] = names[i].c_str();
   }
-  return Int(env, h->sum->Reset(static_cast<int>(generation), pointers));
+  return Int(env, h->sum.Reset(static_cast<int>(generation), pointers));
 }
 
-// sum() -> total >= 0 | -errno (-ESTALE: list the shares again and reset)
+// sum(id) -> total >= 0 | -errno (-ESTALE: list the shares again and reset)
 napi_value SumSum(napi_env env, napi_callback_info info) {
-  SumHandle* h = BoundOf<SumHandle>(env, info);
+  napi_value argv[1];
+  size_t argc;
+  EnvData* data = Args(env, info, argv, &argc);
+  SumHandle* h = Find<SumHandle>(env, data, argv[0]);
   int64_t total = 0;
-  int err = h == nullptr || h->sum == nullptr ? kBadHandle : h->sum->Sum(&total);
+  int err = h == nullptr ? kBadHandle : h->sum.Sum(&total);
   napi_value out;
   napi_create_int64(env, err == 0 ? total : -err, &out);
   return out;
 }
 
-napi_value SumClose(napi_env env, napi_callback_info info) {
-  SumHandle* h = BoundOf<SumHandle>(env, info);
-  if (h != nullptr) CloseBound(h);
-  return Int(env, 0);
+// ---- opening --------------------------------------------------------------------
+
+// When a { id } object is collected, its handle closes (sem_close, never
+// unlink; a gauge share gives its count back).
+void FinalizeToken(napi_env, void* id, void* hint) {
+  EnvData* data = static_cast<EnvData*>(hint);
+  CloseId(data, reinterpret_cast<uintptr_t>(id));
+  data->tokens_alive--;
+  MaybeFreeEnvData(data);
 }
 
-constexpr Method kSumMethods[] = {
-    {"generation", SumGeneration},
-    {"reset", SumReset},
-    {"sum", SumSum},
-    {"close", SumClose},
-};
-
-// ---- module functions ------------------------------------------------------
-
-EnvData* GetData(napi_env env) {
-  void* data = nullptr;
-  napi_get_instance_data(env, &data);
-  return static_cast<EnvData*>(data);
+// Registers b (taking ownership; `sem` for a semaphore) and returns its { id }
+// object, or an errno.
+napi_value NewToken(napi_env env, EnvData* data, Bound* b, sem_t* sem) {
+  uint64_t id = data->handles.Add(b, sem);
+  if (id == 0) {
+    ChangeWaitsInFlight(data, -static_cast<ptrdiff_t>(b->Release()));
+    delete b;
+    return Int(env, EMFILE);
+  }
+  napi_value token, id_value;
+  if (napi_create_object(env, &token) == napi_ok &&
+      napi_create_double(env, static_cast<double>(id), &id_value) == napi_ok &&
+      napi_set_named_property(env, token, "id", id_value) == napi_ok &&
+      napi_add_finalizer(env, token, reinterpret_cast<void*>(static_cast<uintptr_t>(id)),
+                         FinalizeToken, data, nullptr) == napi_ok) {
+    data->tokens_alive++;
+    return token;
+  }
+  // Out of memory or a pending exception: nothing will close it later.
+  CloseId(data, id);
+  return Int(env, ENOMEM);
 }
 
-// open(name, create, exclusive, mode, value, ownedShare = false) -> handle | errno
+// open(name, create, exclusive, mode, value, ownedShare = false) -> { id } | errno
 // An owned share (a gauge's own) is drained and unlinked when it closes,
 // however that happens: close(), garbage collection, or thread teardown.
-Napi::Value Open(const Napi::CallbackInfo& info) {
-  napi_env env = info.Env();
+napi_value Open(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  size_t argc;
+  EnvData* data = Args(env, info, argv, &argc);
   char name[256];
   double mode = 0, value = 0;
-  bool owned_share = info.Length() >= 6 && info[5].IsBoolean() && info[5].As<Napi::Boolean>();
-  if (info.Length() < 5 || !GetName(env, info[0], name, sizeof name) || !info[1].IsBoolean() ||
-      !info[2].IsBoolean() || !GetWhole(env, info[3], 0, 07777, &mode) ||
-      !GetWhole(env, info[4], 0, SEM_VALUE_MAX, &value)) {
-    return Napi::Number::New(env, EINVAL);
+  bool create, exclusive, owned_share = false;
+  if (data == nullptr || argc < 5 || !GetName(env, argv[0], name, sizeof name) ||
+      napi_get_value_bool(env, argv[1], &create) != napi_ok ||
+      napi_get_value_bool(env, argv[2], &exclusive) != napi_ok ||
+      !GetWhole(env, argv[3], 0, 07777, &mode) ||
+      !GetWhole(env, argv[4], 0, SEM_VALUE_MAX, &value)) {
+    return Int(env, EINVAL);
   }
+  napi_get_value_bool(env, argv[5], &owned_share);  // anything but true is false
   sem_t* sem = nullptr;
-  int err = nsem::Open(name, info[1].As<Napi::Boolean>(), info[2].As<Napi::Boolean>(),
-                       static_cast<unsigned>(mode), static_cast<unsigned>(value), &sem);
-  if (err != 0) return Napi::Number::New(env, err);
-  napi_value handle =
-      MakeObject(env, new Handle(GetData(env), sem, name, owned_share), kHandleMethods);
-  if (handle == nullptr) return Napi::Number::New(env, ENOMEM);
-  return Napi::Value(env, handle);
+  int err = nsem::Open(name, create, exclusive, static_cast<unsigned>(mode),
+                       static_cast<unsigned>(value), &sem);
+  if (err != 0) return Int(env, err);
+  return NewToken(env, data, new Handle(data, sem, name, owned_share), sem);
 }
 
-// openSum(generationName) -> sum handle | errno
-Napi::Value OpenSum(const Napi::CallbackInfo& info) {
-  napi_env env = info.Env();
+// openSum(generationName) -> { id } | errno
+napi_value OpenSum(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc;
+  EnvData* data = Args(env, info, argv, &argc);
   char name[256];
-  if (info.Length() < 1 || !GetName(env, info[0], name, sizeof name)) {
-    return Napi::Number::New(env, EINVAL);
-  }
+  if (data == nullptr || !GetName(env, argv[0], name, sizeof name)) return Int(env, EINVAL);
   sem_t* sem = nullptr;
   int err = nsem::Open(name, false, false, 0, 0, &sem);
-  if (err != 0) return Napi::Number::New(env, err);
-  napi_value handle = MakeObject(env, new SumHandle(GetData(env), sem), kSumMethods);
-  if (handle == nullptr) return Napi::Number::New(env, ENOMEM);
-  return Napi::Value(env, handle);
+  if (err != 0) return Int(env, err);
+  return NewToken(env, data, new SumHandle(sem), nullptr);
 }
+
+// ---- module functions without a handle -----------------------------------------
 
 // unlink(name) -> 0 | errno
 Napi::Value Unlink(const Napi::CallbackInfo& info) {
@@ -530,15 +579,34 @@ Napi::Value ListenQueue(const Napi::CallbackInfo& info) {
 }
 
 // setSettle(fn): the JavaScript function that settles async waits.
-Napi::Value SetSettle(const Napi::CallbackInfo& info) {
-  EnvData* data = GetData(info.Env());
-  if (info.Length() < 1 || !info[0].IsFunction()) {
-    return Napi::Number::New(info.Env(), EINVAL);
+napi_value SetSettle(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc;
+  EnvData* data = Args(env, info, argv, &argc);
+  napi_valuetype type;
+  if (data == nullptr || napi_typeof(env, argv[0], &type) != napi_ok || type != napi_function) {
+    return Int(env, EINVAL);
   }
-  if (data->settle_fn != nullptr) napi_delete_reference(info.Env(), data->settle_fn);
-  napi_create_reference(info.Env(), info[0], 1, &data->settle_fn);
-  return Napi::Number::New(info.Env(), 0);
+  if (data->settle_fn != nullptr) napi_delete_reference(env, data->settle_fn);
+  napi_create_reference(env, argv[0], 1, &data->settle_fn);
+  return Int(env, 0);
 }
+
+struct Function {
+  const char* name;
+  napi_callback cb;
+};
+
+// Each is bound to the environment's EnvData.
+constexpr Function kFunctions[] = {
+    {"post", Post},           {"tryWait", TryWait},
+    {"value", Value},         {"waitSync", WaitSync},
+    {"wait", Wait},           {"cancel", Cancel},
+    {"close", Close},         {"sumGeneration", SumGeneration},
+    {"sumReset", SumReset},   {"sum", SumSum},
+    {"open", Open},           {"openSum", OpenSum},
+    {"setSettle", SetSettle},
+};
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EnvData* data = new EnvData();
@@ -558,11 +626,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // function's own teardown (cleanup hooks run last-in, first-out).
   napi_add_env_cleanup_hook(env, TearDown, data);
 
-  exports.Set("open", Napi::Function::New(env, Open, "open"));
-  exports.Set("openSum", Napi::Function::New(env, OpenSum, "openSum"));
+  for (const Function& f : kFunctions) {
+    napi_value fn;
+    NAPI_THROW_IF_FAILED(env, napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.cb, data, &fn),
+                         exports);
+    exports.Set(f.name, Napi::Value(env, fn));
+  }
   exports.Set("unlink", Napi::Function::New(env, Unlink, "unlink"));
   exports.Set("listenQueue", Napi::Function::New(env, ListenQueue, "listenQueue"));
-  exports.Set("setSettle", Napi::Function::New(env, SetSettle, "setSettle"));
   exports.Set("SEM_VALUE_MAX", Napi::Number::New(env, SEM_VALUE_MAX));
   exports.Set("hasClockWait", Napi::Boolean::New(env, nsem::HasClockWait()));
   return exports;

@@ -19,7 +19,8 @@ const COMPARISONS = [
   // For scale and diagnosis.
   { group: 'calls', a: 'rawPostTry', b: 'noop2', label: 'minimal N-API post + tryWait ÷ 2 no-ops' },
   { group: 'calls', a: 'rawValue', b: 'noop1', label: 'minimal N-API getvalue ÷ 1 no-op' },
-  { group: 'calls', a: 'bindPostTry', b: 'noop2', label: 'our binding post(1) + tryWait() ÷ 2 no-ops' },
+  { group: 'calls', a: 'bindPostTry', b: 'noop2', label: 'our binding post() + tryWait() ÷ 2 no-ops' },
+  { group: 'calls', a: 'rawPostTryShared', b: 'rawPostTry', label: 'minimal N-API post + tryWait: call site that has seen 8 handles ÷ one handle' },
   { group: 'calls', a: 'bindValue', b: 'noop1', label: 'our binding value() ÷ 1 no-op' },
   { group: 'calls', a: 'postTry', b: 'bindPostTry', label: 'post + tryWait ÷ our binding alone (TS layer)' },
   { group: 'calls', a: 'value', b: 'bindValue', label: 'value ÷ our binding alone (TS layer)' },
@@ -303,9 +304,9 @@ function markdown(results, comps, svgName) {
   L.push('');
   L.push(
     [
-      '- **No-op N-API call**: a function of the bench-only addon `bench/noop` (plain N-API, built with node-gyp) that does nothing: the floor of any call from JavaScript into native code. The *minimal* post/tryWait/getvalue functions of the same addon do only the system call on a semaphore bound as the function\'s data and return an int32.',
+      '- **No-op N-API call**: a function of the bench-only addon `bench/noop` (plain N-API, built with node-gyp) that does nothing: the floor of any call from JavaScript into native code. The *minimal* post/tryWait/getvalue functions of the same addon do only the system call on a semaphore bound as the function\'s data, and return undefined (post, tryWait) or an int32 (getvalue). Bound functions are the leanest call while one call site sees one handle; *from a call site that has seen 8 handles* is the same call made through a wrapper class used with 8 such handles, as a library would make it: V8 can then no longer call the native function directly. That is why our binding takes the handle\'s id as an argument to one set of functions instead.',
       '- **C**: `bench/c/semloop.c`, built with `cc -O2`: the same operations in a loop, the same ping-pong between two processes, the same hammering.',
-      '- **Ours**: the public API from `dist/` (`NamedSemaphore`, `Gauge`); "our binding" calls the native handle directly, without the TypeScript layer, to show where the time goes. Gauge shares other than the reader\'s own live in another process.',
+      '- **Ours**: the public API from `dist/` (`NamedSemaphore`, `Gauge`); "our binding" calls the binding\'s functions directly (`binding.post(id)`), without the TypeScript layer, to show where the time goes. Gauge shares other than the reader\'s own live in another process.',
       '- **Per request** (the access-log pattern: one count raised at the start, read, lowered at the end): ours with a Gauge of 4 live shares; Python\'s `multiprocessing.Semaphore` in a python3 loop (methods bound to locals, which only helps Python); SharedArrayBuffer + Atomics (one process only, for scale); a counter file under proper-lockfile (`lockSync`, the fastest way it offers: no retries, no timers); Redis `INCR`, `GET`, `DECR` through ioredis, each awaited, against a redis-server of the bench\'s own on loopback (`--save \'\'`, no persistence).',
       '- **Cluster read**: a 2-worker `node:cluster`; the primary reads the workers\' count through prom-client\'s `AggregatorRegistry.clusterMetrics()` (IPC to each worker), or through a Gauge (its shares in /dev/shm).',
       '- **Ping-pong**: two processes, two semaphores; a round trip is two cross-process wake-ups. Ours uses `await wait()` on both sides (or `waitSync()` on both, for diagnosis).',
