@@ -10,6 +10,12 @@ import * as path from 'node:path';
  */
 export interface NativeHandle {
   readonly id: number;
+  /**
+   * A semaphore's value word (4 bytes; see nsem::ValueWord in
+   * src/semaphore.h), for Atomics.load: reading the value without a call.
+   * Absent where the libc's layout was not confirmed.
+   */
+  readonly word?: ArrayBuffer;
 }
 
 /** One TCP listening socket (see src/listen_queue.h). */

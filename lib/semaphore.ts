@@ -77,6 +77,7 @@ export class NamedSemaphore {
   // Closes the native handle when collected; null once closed.
   #handle: NativeHandle | null;
   readonly #id: number; // what the binding's functions take
+  readonly #word: Int32Array | null; // the value, for Atomics.load (see NativeHandle)
   readonly #waits = new Set<number>();
 
   constructor(name: string, options?: SemaphoreOptions) {
@@ -92,6 +93,7 @@ export class NamedSemaphore {
     if (typeof handle === 'number') throw new SemaphoreError(handle, 'sem_open', this.name);
     this.#handle = handle;
     this.#id = handle.id;
+    this.#word = handle.word === undefined ? null : new Int32Array(handle.word);
   }
 
   /** Removes a name; open handles keep working. False if it did not exist. */
@@ -109,7 +111,9 @@ export class NamedSemaphore {
 
   /** The current value (sem_getvalue). */
   get value(): number {
-    const value = binding.value(this.#open());
+    const id = this.#open();
+    if (this.#word !== null) return Atomics.load(this.#word, 0); // what sem_getvalue reads
+    const value = binding.value(id);
     if (value < 0) throw new SemaphoreError(-value, 'sem_getvalue', this.name);
     return value;
   }

@@ -479,6 +479,27 @@ void FinalizeToken(napi_env, void* id, void* hint) {
   MaybeFreeEnvData(data);
 }
 
+void UnrefSemaphore(napi_env, void*, void* shared) {
+  static_cast<SharedSemaphore*>(shared)->Unref();
+}
+
+// Adds `word`: the semaphore's value word (see nsem::ValueWord) as a 4-byte
+// ArrayBuffer, so that JavaScript reads the value with Atomics.load instead
+// of a call. The buffer holds a reference on the semaphore: the mapping
+// outlives every view of it, whatever happens to the handle.
+void AddValueWord(napi_env env, napi_value token, SharedSemaphore* shared) {
+  const int32_t* word = nsem::ValueWord(shared->sem());
+  if (word == nullptr) return;
+  shared->Ref();
+  napi_value buffer;
+  if (napi_create_external_arraybuffer(env, const_cast<int32_t*>(word), sizeof *word,
+                                       UnrefSemaphore, shared, &buffer) != napi_ok) {
+    shared->Unref();  // not allowed in this runtime: value() stays a call
+    return;
+  }
+  napi_set_named_property(env, token, "word", buffer);
+}
+
 // Registers b (taking ownership; `sem` for a semaphore) and returns its { id }
 // object, or an errno.
 napi_value NewToken(napi_env env, EnvData* data, Bound* b, sem_t* sem) {
@@ -495,6 +516,7 @@ napi_value NewToken(napi_env env, EnvData* data, Bound* b, sem_t* sem) {
       napi_add_finalizer(env, token, reinterpret_cast<void*>(static_cast<uintptr_t>(id)),
                          FinalizeToken, data, nullptr) == napi_ok) {
     data->tokens_alive++;
+    if (sem != nullptr) AddValueWord(env, token, static_cast<Handle*>(b)->shared);
     return token;
   }
   // Out of memory or a pending exception: nothing will close it later.
@@ -502,7 +524,8 @@ napi_value NewToken(napi_env env, EnvData* data, Bound* b, sem_t* sem) {
   return Int(env, ENOMEM);
 }
 
-// open(name, create, exclusive, mode, value, ownedShare = false) -> { id } | errno
+// open(name, create, exclusive, mode, value, ownedShare = false)
+//   -> { id, word? } | errno
 // An owned share (a gauge's own) is drained and unlinked when it closes,
 // however that happens: close(), garbage collection, or thread teardown.
 napi_value Open(napi_env env, napi_callback_info info) {

@@ -21,6 +21,8 @@ NSEM_PIN(sem_wait, "GLIBC_2.2.5");
 NSEM_PIN(sem_trywait, "GLIBC_2.2.5");
 NSEM_PIN(sem_timedwait, "GLIBC_2.2.5");
 NSEM_PIN(sem_getvalue, "GLIBC_2.2.5");
+NSEM_PIN(sem_init, "GLIBC_2.2.5");
+NSEM_PIN(sem_destroy, "GLIBC_2.2.5");
 NSEM_PIN(pthread_create, "GLIBC_2.2.5");
 NSEM_PIN(pthread_detach, "GLIBC_2.2.5");
 NSEM_PIN(pthread_condattr_setclock, "GLIBC_2.3.3");

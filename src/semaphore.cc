@@ -116,4 +116,34 @@ int WaitUntil(sem_t* sem, int64_t deadline_ns) {
 
 bool HasClockWait() { return ClockWait() != nullptr; }
 
+namespace {
+
+// Whether a semaphore's first 32 bits are its value, for every value tried.
+bool ValueWordMatches() {
+#if defined(__GLIBC__) && (defined(__x86_64__) || defined(__aarch64__)) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  sem_t sem;
+  if (sem_init(&sem, 0, 0) != 0) return false;
+  const volatile int32_t* word = reinterpret_cast<const volatile int32_t*>(&sem);
+  bool matches = true;
+  const int targets[] = {0, 1, 2, 3, 5, 1000, 65536};
+  for (int target : targets) {
+    int value = -1;
+    while (sem_getvalue(&sem, &value) == 0 && value < target) sem_post(&sem);
+    matches = matches && sem_getvalue(&sem, &value) == 0 && value == target && *word == target;
+  }
+  sem_destroy(&sem);
+  return matches;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+const int32_t* ValueWord(sem_t* sem) {
+  static const bool matches = ValueWordMatches();  // once, thread-safely
+  return matches ? reinterpret_cast<const int32_t*>(sem) : nullptr;
+}
+
 }  // namespace nsem

@@ -94,6 +94,8 @@ test('garbage-collected handles are closed (their mapping goes, their threads en
   assert.equal(out.before.timedOut, 100, r.stdout);
   assert.ok(out.before.threads >= 1, `the timed waits ran on waiter threads: ${r.stdout}`);
   assert.deepEqual(out.after, { mappings: 0, threads: 0 }, `after gc: ${r.stdout}`);
+  // A value word outlives its collected handle, mapping and all, and goes with its last view.
+  assert.deepEqual(out.word, { collected: true, closed: true, mappingsWhileViewed: 1, value: 1, mappingsAfter: 0 }, r.stdout);
   assert.equal(out.exists, true, 'a finalizer never unlinks');
   assert.ok(fs.existsSync(`/dev/shm/sem.${name.slice(1)}`));
 });

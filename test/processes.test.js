@@ -4,6 +4,8 @@
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const { NamedSemaphore } = require('..');
+const fs = require('node:fs');
+const { binding } = require('../dist/native');
 const { uniqueName, runNode, sleep, until } = require('./helpers');
 
 /** Starts a Node fixture; `done` turns true when it has exited. */
@@ -93,8 +95,17 @@ test('the value is 0 while waiters in other processes are blocked, and each post
   const finished = () => children.filter((c) => c.done).length;
 
   await sleep(200);
+  // sem.value reads the low half of glibc's 64-bit counter word from
+  // JavaScript (src/semaphore.h, ValueWord); the high half counts the
+  // waiters, and must not leak into the value.
+  const raw = binding.open(name, false, false, 0, 0);
+  assert.ok(raw.word instanceof ArrayBuffer, 'no value word on this glibc: sem.value is a call');
+  const counterWord = () => fs.readFileSync(`/dev/shm/sem.${name.slice(1)}`).readBigUInt64LE(0);
+  // (An async waiter's thread leaves the count for an instant between slices.)
+  assert.ok(await until(() => counterWord() >> 32n === 3n, 5000), 'glibc did not count 3 waiters in the high half');
   for (let i = 0; i < 10; i++) {
     assert.equal(sem.value, 0);
+    assert.equal(binding.value(raw.id), 0); // sem_getvalue
     await sleep(20);
   }
   assert.equal(finished(), 0);
@@ -104,14 +115,16 @@ test('the value is 0 while waiters in other processes are blocked, and each post
   await sleep(300);
   assert.equal(finished(), 2, 'a third waiter got through on two posts');
   assert.equal(sem.value, 0);
-
-  sem.post();
+  sem.post(5); // the one still waiting takes one of them
   const results = await Promise.all(children.map((c) => c.result));
   for (const result of results) {
     assertExitedCleanly(result);
     assert.equal(JSON.parse(result.stdout).acquired, true);
   }
-  assert.equal(sem.value, 0);
+  assert.equal(counterWord(), 4n); // no waiter left
+  assert.equal(sem.value, 4);
+  assert.equal(binding.value(raw.id), 4);
+  binding.close(raw.id);
   sem.close();
   ready.close();
 });
