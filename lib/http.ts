@@ -68,16 +68,15 @@ export function countRequest(gauge: Gauge, req: IncomingMessage, res: ServerResp
   const finish = (): void => {
     if (!counted) return;
     counted = false;
-    res.removeListener('finish', finish);
-    res.removeListener('close', finish);
     pending?.delete(finish);
     // A gauge closed meanwhile (by its owner, or at exit) gave its share back already.
     if (!gauge.closed) gauge.acquire();
   };
-  // 'finish': the response went out. 'close': the connection closed first
-  // (client abort, socket error or timeout, a destroyed response).
-  res.once('finish', finish);
-  res.once('close', finish);
+  // A response always ends with 'close': right after the response went out,
+  // or when the connection closed first (client abort, socket error or
+  // timeout, a destroyed response). One plain listener, never removed (it
+  // goes with the response), is the cheapest way to hear it.
+  res.on('close', finish);
   if (socket !== null) {
     if (pending === undefined) {
       pending = new Set();
