@@ -109,6 +109,66 @@ function verdict(c) {
   return `MISSED: ${sig(c.min / c.ratio, 2)}× short`;
 }
 
+/**
+ * For each missed target, what this run's own figures say about why: a
+ * floor measured beside it, or the part that costs. Nothing here is typed in.
+ */
+function whyMissed(results, comps) {
+  const byGroup = new Map(results.groups.map((g) => [g.id, g]));
+  const med = (group, id) => byGroup.get(group)?.cases.get(id)?.median;
+  const ratio = (group, a, b) => {
+    const x = byGroup.get(group)?.cases.get(a);
+    const y = byGroup.get(group)?.cases.get(b);
+    return x && y ? pairedRatio(x, y).ratio : NaN;
+  };
+  const ns = (group, id) => fmtUnitValue(med(group, id), 'ns');
+  const missed = (a) => comps.some((c) => c.a === a && c.met === false);
+  const out = [];
+  if (missed('postTry')) {
+    const floor = (med('calls', 'noop2') + med('calls', 'cPostTry')) / med('calls', 'noop2');
+    out.push(
+      `- **post + tryWait**: two no-op calls plus C's sem_post + sem_trywait alone come to ${fmtRatio(floor)} the no-op pair. ` +
+        `A minimal binding with the semaphore bound as each function's data measures ${fmtRatio(ratio('calls', 'rawPostTry', 'noop2'))}, ` +
+        `but ${fmtRatio(ratio('calls', 'rawPostTryShared', 'noop2'))} once its call site has seen 8 semaphores. Ours passes the handle's id ` +
+        `to one set of functions: ${fmtRatio(ratio('calls', 'bindPostTry', 'noop2'))} for the binding alone, with any number of semaphores.`,
+    );
+  }
+  if (missed('gaugeV16')) {
+    out.push(
+      `- **Gauge.value, 16 shares ÷ value**: value needs no call (it reads the counter word: ${ns('calls', 'value')}, ` +
+        `${fmtRatio(ratio('calls', 'value', 'noop1'))} a no-op call), while Gauge.value is one call that sums the shares natively ` +
+        `(${ns('calls', 'gaugeV16')}; through the binding alone ${ns('calls', 'bindSum16')}, and ${ns('calls', 'bindSum1')} with 1 share: most of it is the call). ` +
+        `Summing the words in JavaScript with Atomics.load instead costs ${ns('calls', 'protoGaugeV16')}.`,
+    );
+  }
+  if (missed('waitPing')) {
+    out.push(
+      `- **wait() ping-pong**: each side's wake-up crosses two threads (the waiter thread, then the event loop through a threadsafe function) ` +
+        `where C's crosses one. waitSync(), which blocks its thread as C does, measures ${ns('ping', 'waitSyncPing')} ` +
+        `(${fmtRatio(ratio('ping', 'waitSyncPing', 'cPing'))} C) against ${ns('ping', 'waitPing')} for wait().`,
+    );
+  }
+  if (missed('httpBusy')) {
+    const own = med('httpMicro', 'mwBusy') - med('httpMicro', 'mwBase');
+    const perRequest = 1e9 / med('http', 'httpPlain');
+    const plain = byGroup.get('http').cases.get('httpPlain').values;
+    const swing = (Math.max(...plain) - Math.min(...plain)) / med('http', 'httpPlain');
+    out.push(
+      `- **busyMiddleware**: its own work measures ${fmtUnitValue(own, 'ns')} a request in-process, ` +
+        `${sig((own / perRequest) * 100, 2)} % of the ${fmtUnitValue(perRequest, 'ns')} a request takes at ${sig(med('http', 'httpPlain'))} req/s; ` +
+        `meanwhile the plain server's req/s alone ranged over ${sig(swing * 100, 2)} % of its median from round to round.`,
+    );
+  }
+  if (missed('python')) {
+    out.push(
+      `- **Python per request**: Python's pattern is three C calls on one semaphore (${ns('request', 'python')}). ` +
+        `Ours with a Gauge is two calls and a native sum over 4 shares (${ns('request', 'oursGauge')}); ` +
+        `with a NamedSemaphore, whose value needs no call, ${ns('request', 'oursSem')} (${fmtRatio(ratio('request', 'python', 'oursSem'))} faster than Python).`,
+    );
+  }
+  return out;
+}
+
 function memoryVerdicts(results) {
   if (!results.memory) return [];
   return results.memory.map((p) => {
@@ -239,6 +299,13 @@ function markdown(results, comps, svgName) {
     );
   }
   L.push('');
+  const why = whyMissed(results, comps);
+  if (why.length > 0) {
+    L.push('Why the missed targets are missed, from this run\'s own figures:');
+    L.push('');
+    for (const line of why) L.push(line);
+    L.push('');
+  }
   L.push(`![ratios](${svgName})`);
   L.push('');
   L.push('## Measurements');
