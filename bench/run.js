@@ -206,6 +206,10 @@ async function main() {
   const rawMany = Array.from({ length: 8 }, (_, i) => new RawWrapper(noop.open(setup.semName(`r${i}`))));
   for (const w of rawMany) w.warm();
   const rawShared = rawMany[0];
+  // ...and ours the same way: 8 semaphores used through the same code first.
+  const semMany = Array.from({ length: 8 }, (_, i) => new NamedSemaphore(setup.semName(`s${i}`)));
+  for (const s of semMany) for (let i = 0; i < 1000; i++) { s.post(); s.tryWait(); }
+  const semShared = semMany[0];
   new NamedSemaphore(setup.semName('m')).close(); // for the prototype to map
   const names = { g1: setup.semName('g1'), g4: setup.semName('g4'), g16: setup.semName('g16') };
   const g1 = new Gauge(names.g1);
@@ -250,6 +254,7 @@ async function main() {
       { id: 'bindPostTry', label: 'our binding, no TS layer: post() + tryWait()', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { binding.post(hid); binding.tryWait(hid); } } },
       { id: 'bindValue', label: 'our binding, no TS layer: value()', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += binding.value(hid); sink += s; } },
       { id: 'postTry', label: 'sem.post() + sem.tryWait()', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { sem.post(); sem.tryWait(); } } },
+      { id: 'postTryShared', label: 'sem.post() + sem.tryWait(), after 8 semaphores were used through the same code', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { semShared.post(); semShared.tryWait(); } } },
       { id: 'value', label: 'sem.value', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += sem.value; sink += s; } },
       { id: 'gaugeRA', label: 'gauge.release() + gauge.acquire()', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { g1.release(); g1.acquire(); } } },
       { id: 'gaugeV1', label: 'gauge.value, 1 share', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += g1.value; sink += s; } },
