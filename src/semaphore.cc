@@ -129,8 +129,10 @@ bool ValueWordMatches() {
   const int targets[] = {0, 1, 2, 3, 5, 1000, 65536};
   for (int target : targets) {
     int value = -1;
-    while (sem_getvalue(&sem, &value) == 0 && value < target) sem_post(&sem);
-    matches = matches && sem_getvalue(&sem, &value) == 0 && value == target && *word == target;
+    // (Stops at the first failure, so a broken semaphore cannot loop forever.)
+    while (sem_getvalue(&sem, &value) == 0 && value < target && sem_post(&sem) == 0) {
+    }
+    matches = matches && value == target && *word == target;
   }
   sem_destroy(&sem);
   return matches;
