@@ -11,7 +11,8 @@
 // monomorphic, which V8 needs to call native code directly; with functions
 // bound to each handle, a call site that has seen two handles costs twice as
 // much. The table below checks every id, so a forged or stale one is EBADF.
-// open() returns { id }, an object whose collection closes the handle.
+// open() returns { id, word? }, an object whose collection closes the handle
+// (word: see nsem::ValueWord).
 #include <arpa/inet.h>
 #include <errno.h>
 #include <semaphore.h>
@@ -77,14 +78,14 @@ class HandleTable {
   }
 
   Bound* Find(uint64_t id) const {
-    uint64_t slot = id & kSlotMask;
-    return slot < slots_.size() && slots_[slot].id == id ? slots_[slot].bound : nullptr;
+    const Slot* s = SlotOf(id);
+    return s != nullptr ? s->bound : nullptr;
   }
 
   // The semaphore of an open semaphore handle, or nullptr.
   sem_t* FindSemaphore(uint64_t id) const {
-    uint64_t slot = id & kSlotMask;
-    return slot < slots_.size() && slots_[slot].id == id ? slots_[slot].sem : nullptr;
+    const Slot* s = SlotOf(id);
+    return s != nullptr ? s->sem : nullptr;
   }
 
   // Takes the entry out; nullptr if the id is not open.
@@ -111,6 +112,12 @@ class HandleTable {
     sem_t* sem = nullptr;
     Bound* bound = nullptr;
   };
+  // The slot that holds `id`, if the id is open.
+  const Slot* SlotOf(uint64_t id) const {
+    uint64_t slot = id & kSlotMask;
+    return slot < slots_.size() && slots_[slot].id == id ? &slots_[slot] : nullptr;
+  }
+
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_;
   uint64_t serial_ = 0;
@@ -161,7 +168,8 @@ struct SumHandle : Bound {
   nsem::ShareSum sum;
 };
 
-constexpr int kBadHandle = EBADF;  // an id that is not open: closed, stale, forged
+constexpr int kBadHandle = EBADF;                  // an id that is not open: closed, stale, forged
+constexpr double kMaxWaitId = 9007199254740991.0;  // Number.MAX_SAFE_INTEGER
 
 void ChangeWaitsInFlight(EnvData* data, ptrdiff_t delta) {
   size_t before = data->waits_in_flight;
@@ -379,8 +387,7 @@ napi_value Wait(napi_env env, napi_callback_info info) {
   Handle* h = Find<Handle>(env, data, argv[0]);
   if (h == nullptr) return Int(env, kBadHandle);
   double wait_id, timeout;
-  if (!GetWhole(env, argv[1], 0, 9007199254740991.0, &wait_id) ||
-      !GetTimeout(env, argv[2], &timeout)) {
+  if (!GetWhole(env, argv[1], 0, kMaxWaitId, &wait_id) || !GetTimeout(env, argv[2], &timeout)) {
     return Int(env, EINVAL);
   }
   int err = h->shared->Enqueue(wait_id, nsem::DeadlineAfterMs(timeout));
@@ -396,7 +403,7 @@ napi_value Cancel(napi_env env, napi_callback_info info) {
   EnvData* data = Args(env, info, argv, &argc);
   Handle* h = Find<Handle>(env, data, argv[0]);
   double wait_id;
-  if (h == nullptr || !GetWhole(env, argv[1], 0, 9007199254740991.0, &wait_id)) {
+  if (h == nullptr || !GetWhole(env, argv[1], 0, kMaxWaitId, &wait_id)) {
     return Bool(env, false);
   }
   bool found = h->shared->Cancel(wait_id);
