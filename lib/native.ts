@@ -70,10 +70,15 @@ export interface Binding {
   listenQueue(port: number): NativeListener[] | number;
   /** Sets the function that settles async waits, once per thread. */
   setSettle(settle: (id: number, err: number) => void): number;
+  /** How wait() waits in this thread (see src/futex_ring.h); decided on first use. */
+  waitMechanism(): WaitMechanism;
   readonly SEM_VALUE_MAX: number;
   /** glibc has sem_clockwait: timed waits measure on CLOCK_MONOTONIC. */
   readonly hasClockWait: boolean;
 }
+
+/** 'io_uring': the event loop itself waits (Linux 6.7+); 'thread': a thread per semaphore with waits. */
+export type WaitMechanism = 'io_uring' | 'thread';
 
 const root = path.join(__dirname, '..');
 

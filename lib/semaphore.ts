@@ -1,5 +1,5 @@
 // NamedSemaphore: validation, names, errors and lifetimes over the binding.
-import { binding, type NativeHandle } from './native';
+import { binding, type NativeHandle, type WaitMechanism } from './native';
 import { SemaphoreError, errno, invalidArgValue, objectClosed } from './errors';
 import * as validate from './validate';
 
@@ -105,6 +105,17 @@ export class NamedSemaphore {
     throw new SemaphoreError(err, 'sem_unlink', normalized);
   }
 
+  /**
+   * How wait() waits in this thread: 'io_uring' where the kernel allows it
+   * (Linux 6.7+, io_uring not blocked): the event loop itself waits, and a
+   * post wakes it directly; otherwise 'thread': a thread per semaphore with
+   * waits pending. NAMED_SEMAPHORE_WAITER=thread in the environment forces
+   * the thread.
+   */
+  static get waitMechanism(): WaitMechanism {
+    return binding.waitMechanism();
+  }
+
   get closed(): boolean {
     return this.#handle === null;
   }
@@ -172,7 +183,7 @@ export class NamedSemaphore {
     const waitId = nextWaitId++;
     closeWaitingOnExit();
     const err = binding.wait(id, waitId, timeout);
-    if (err !== 0) return Promise.reject(new SemaphoreError(err, 'pthread_create', this.name));
+    if (err !== 0) return Promise.reject(new SemaphoreError(err, 'sem_wait', this.name));
     return new Promise<boolean>((resolve, reject) => {
       const onAbort =
         signal &&

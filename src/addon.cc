@@ -22,11 +22,14 @@
 #include <limits.h>
 #include <math.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include <napi.h>
+#include <uv.h>
 
+#include "futex_ring.h"
 #include "listen_queue.h"
 #include "semaphore.h"
 #include "share_sum.h"
@@ -123,14 +126,36 @@ class HandleTable {
   uint64_t serial_ = 0;
 };
 
+struct EnvData;
+
+// Async waits served on the event loop's own thread through a FutexRing,
+// where the kernel allows it; elsewhere each semaphore has a waiter thread.
+// Outlives EnvData: its libuv handles close after the environment's teardown.
+struct LoopWaits {
+  explicit LoopWaits(EnvData* d) : data(d) {}
+  EnvData* data;                    // nullptr once torn down
+  nsem::FutexRing* ring = nullptr;  // nullptr: not started, or not available
+  bool started = false;
+  uv_poll_t poll;    // the ring's fd, in the loop's epoll
+  uv_timer_t timer;  // the earliest deadline of a pending wait
+  int64_t timer_due = nsem::kForever;
+  napi_async_context async_context = nullptr;
+  std::vector<uint64_t> waiting;  // ids of handles with ring waits pending
+  napi_ref resource = nullptr;    // the async resource of its callbacks
+  napi_async_cleanup_hook_handle cleanup = nullptr;
+  int open_uv_handles = 0;
+};
+
 // Per-environment state (the addon may be loaded by several worker threads),
 // bound as the data of every module function.
 struct EnvData {
   napi_env env = nullptr;
+  LoopWaits* loop = nullptr;
   // Carries settled waits from waiter threads to JavaScript.
   napi_threadsafe_function tsfn = nullptr;
   napi_ref settle_fn = nullptr;  // JavaScript settle(id, err)
-  // Waits not yet settled in JavaScript; while any are, the process stays up.
+  // Waits not yet settled in JavaScript; while any are, the process stays up
+  // (through the threadsafe function's reference, for waits of either kind).
   size_t waits_in_flight = 0;
   HandleTable handles;
   size_t tokens_alive = 0;  // { id } objects not yet finalized; each points here
@@ -142,23 +167,29 @@ struct Handle : Bound {
   static constexpr Kind kKind = Kind::kSemaphore;
   Handle(EnvData* d, sem_t* sem, const char* name, bool owned_share)
       : Bound(kKind),
+        data(d),
         shared(new SharedSemaphore(sem, NotifySettled, d)),
+        ring_waits(sem),
         share_name(owned_share ? name : "") {}
-  size_t Release() override {
-    if (!share_name.empty()) {
-      // A gauge share dies with its owner: give its count back, drop its name.
-      while (nsem::TryWait(shared->sem()) == 0) {
-      }
-      nsem::Unlink(share_name.c_str());
-    }
-    size_t outstanding = shared->Stop();
-    shared->Unref();
-    return outstanding;
-  }
+  size_t Release() override;
   static void NotifySettled(void* context, SharedSemaphore* shared);
-  SharedSemaphore* const shared;
-  const std::string share_name;  // set for a gauge's own share
+  EnvData* const data;
+  SharedSemaphore* const shared;  // and its waiter thread, where there is no ring
+  nsem::RingWaits ring_waits;     // waits served by the ring
+  const std::string share_name;   // set for a gauge's own share
 };
+
+size_t Handle::Release() {
+  if (!share_name.empty()) {
+    // A gauge share dies with its owner: give its count back, drop its name.
+    while (nsem::TryWait(shared->sem()) == 0) {
+    }
+    nsem::Unlink(share_name.c_str());
+  }
+  size_t outstanding = ring_waits.Stop(data->loop->ring) + shared->Stop();
+  shared->Unref();
+  return outstanding;
+}
 
 // The sum over a gauge's shares.
 struct SumHandle : Bound {
@@ -204,7 +235,43 @@ void Handle::NotifySettled(void* context, SharedSemaphore* shared) {
   }
 }
 
-// On the JavaScript thread (or with env == nullptr while tearing down).
+// Calls JavaScript's settle(id, err) for each wait, in order. Returns how
+// many reached it: fewer when JavaScript cannot run (a terminating worker).
+size_t SettleInJs(napi_env env, EnvData* data, const std::vector<nsem::Settled>& settled) {
+  napi_value fn, undefined, argv[2];
+  if (data->settle_fn == nullptr ||
+      napi_get_reference_value(env, data->settle_fn, &fn) != napi_ok || fn == nullptr) {
+    return 0;
+  }
+  napi_get_undefined(env, &undefined);
+  size_t delivered = 0;
+  for (const nsem::Settled& s : settled) {
+    napi_create_double(env, s.id, &argv[0]);
+    napi_create_int32(env, s.err, &argv[1]);
+    napi_value ignored;
+    if (napi_call_function(env, undefined, fn, 2, argv, &ignored) != napi_ok) {
+      // settle() ran and threw (ours never does): that one was delivered,
+      // and the exception surfaces. Otherwise JS could not run at all.
+      bool threw = false;
+      napi_is_exception_pending(env, &threw);
+      if (threw) delivered++;
+      break;
+    }
+    delivered++;
+  }
+  return delivered;
+}
+
+// Tokens taken for waits that JavaScript never received go back.
+void PostBackUndelivered(const std::vector<nsem::Settled>& settled, size_t delivered,
+                         const std::vector<sem_t*>& sems) {
+  for (size_t i = delivered; i < settled.size(); i++) {
+    if (settled[i].err == 0) nsem::Post(sems[i], 1);
+  }
+}
+
+// The tsfn's call: on the JavaScript thread (or with env == nullptr while
+// tearing down).
 void CallSettle(napi_env env, napi_value, void* context, void* payload) {
   SharedSemaphore* shared = static_cast<SharedSemaphore*>(payload);
   std::vector<nsem::Settled> settled;
@@ -214,38 +281,186 @@ void CallSettle(napi_env env, napi_value, void* context, void* payload) {
   if (env != nullptr && !settled.empty()) {
     EnvData* data = static_cast<EnvData*>(context);
     ChangeWaitsInFlight(data, -static_cast<ptrdiff_t>(settled.size()));
-    napi_value fn, undefined, argv[2];
-    if (data->settle_fn != nullptr &&
-        napi_get_reference_value(env, data->settle_fn, &fn) == napi_ok && fn != nullptr) {
-      napi_get_undefined(env, &undefined);
-      for (const nsem::Settled& s : settled) {
-        napi_create_double(env, s.id, &argv[0]);
-        napi_create_int32(env, s.err, &argv[1]);
-        napi_value ignored;
-        if (napi_call_function(env, undefined, fn, 2, argv, &ignored) != napi_ok) {
-          // settle() ran and threw (ours never does): that one was delivered,
-          // and the exception surfaces. Otherwise JS could not run at all
-          // (a terminating worker): nothing was.
-          bool threw = false;
-          napi_is_exception_pending(env, &threw);
-          if (threw) delivered++;
-          break;
-        }
-        delivered++;
-      }
-    }
+    delivered = SettleInJs(env, data, settled);
   }
-  // Tokens taken for waits that JavaScript never received go back.
-  for (size_t i = delivered; i < settled.size(); i++) {
-    if (settled[i].err == 0) nsem::Post(shared->sem(), 1);
-  }
+  PostBackUndelivered(settled, delivered, std::vector<sem_t*>(settled.size(), shared->sem()));
   shared->Unref();
+}
+
+// ---- waits served by the event loop (LoopWaits) -----------------------------
+
+Handle* FindHandle(EnvData* data, uint64_t id) {
+  Bound* b = data->handles.Find(id);
+  return b != nullptr && b->kind == Handle::kKind ? static_cast<Handle*>(b) : nullptr;
+}
+
+void ServiceAndSettle(LoopWaits* loop, const std::vector<Handle*>& handles);
+
+void OnDeadline(uv_timer_t* timer) {
+  LoopWaits* loop = static_cast<LoopWaits*>(timer->data);
+  loop->timer_due = nsem::kForever;
+  std::vector<Handle*> handles;
+  for (uint64_t id : loop->waiting) handles.push_back(FindHandle(loop->data, id));
+  ServiceAndSettle(loop, handles);
+}
+
+// Drops handles that no longer wait from loop->waiting and sets the timer
+// for the earliest deadline of those that do.
+void ScheduleDeadlines(LoopWaits* loop) {
+  int64_t due = nsem::kForever;
+  auto& ids = loop->waiting;
+  for (size_t i = 0; i < ids.size();) {
+    Handle* h = FindHandle(loop->data, ids[i]);
+    if (h == nullptr || h->ring_waits.idle()) {
+      ids[i] = ids.back();
+      ids.pop_back();
+      continue;
+    }
+    due = std::min(due, h->ring_waits.NextDeadline());
+    i++;
+  }
+  if (due == loop->timer_due) return;
+  loop->timer_due = due;
+  if (due == nsem::kForever) {
+    uv_timer_stop(&loop->timer);
+    return;
+  }
+  int64_t left_ns = std::max<int64_t>(0, due - nsem::MonotonicNowNs());
+  uv_timer_start(&loop->timer, OnDeadline, static_cast<uint64_t>((left_ns + 999999) / 1000000), 0);
+}
+
+// Serves the ring waits of `handles` (nullptr entries are skipped) and hands
+// what settled to JavaScript, whose promise reactions then run.
+void ServiceAndSettle(LoopWaits* loop, const std::vector<Handle*>& handles) {
+  EnvData* data = loop->data;
+  std::vector<nsem::Settled> settled;
+  std::vector<sem_t*> sems;
+  int64_t now = nsem::MonotonicNowNs();
+  for (Handle* h : handles) {
+    if (h == nullptr) continue;
+    h->ring_waits.Service(loop->ring, now, &settled);
+    sems.resize(settled.size(), h->shared->sem());
+  }
+  ScheduleDeadlines(loop);
+  if (settled.empty()) return;
+  ChangeWaitsInFlight(data, -static_cast<ptrdiff_t>(settled.size()));
+  napi_env env = data->env;
+  napi_handle_scope handle_scope;
+  napi_callback_scope callback_scope;
+  napi_value resource;
+  size_t delivered = 0;
+  if (napi_open_handle_scope(env, &handle_scope) != napi_ok) {
+    PostBackUndelivered(settled, 0, sems);
+    return;
+  }
+  if (napi_get_reference_value(env, loop->resource, &resource) == napi_ok &&
+      napi_open_callback_scope(env, resource, loop->async_context, &callback_scope) == napi_ok) {
+    delivered = SettleInJs(env, data, settled);
+    // Before closing the scope, which runs user code that may close handles.
+    PostBackUndelivered(settled, delivered, sems);
+    // An exception from settle() is uncaught, as from any callback; left
+    // pending, it would be thrown by the next call into the addon instead.
+    napi_value exception;
+    if (napi_get_and_clear_last_exception(env, &exception) == napi_ok && exception != nullptr) {
+      napi_valuetype type;
+      napi_typeof(env, exception, &type);
+      if (type != napi_undefined) napi_fatal_exception(env, exception);
+    }
+    napi_close_callback_scope(env, callback_scope);
+  } else {
+    PostBackUndelivered(settled, 0, sems);
+  }
+  napi_close_handle_scope(env, handle_scope);
+}
+
+void OnRingReadable(uv_poll_t* poll, int, int) {
+  LoopWaits* loop = static_cast<LoopWaits*>(poll->data);
+  std::vector<nsem::FutexRing::Completion> done;
+  loop->ring->Reap(&done);
+  std::vector<Handle*> handles;
+  for (const nsem::FutexRing::Completion& c : done) {
+    Handle* h = FindHandle(loop->data, nsem::RingWaits::HandleId(c.key));
+    if (h != nullptr && h->ring_waits.Completed(c.key)) handles.push_back(h);
+  }
+  ServiceAndSettle(loop, handles);
+}
+
+// The environment's ring, started on first use; nullptr where waits use
+// threads: no ring is possible here, or NAMED_SEMAPHORE_WAITER=thread.
+nsem::FutexRing* Ring(EnvData* data) {
+  LoopWaits* loop = data->loop;
+  if (loop->started) return loop->ring;
+  loop->started = true;
+  const char* choice = getenv("NAMED_SEMAPHORE_WAITER");
+  if (choice != nullptr && strcmp(choice, "thread") == 0) return nullptr;
+  nsem::FutexRing* ring = nsem::FutexRing::Create();
+  if (ring == nullptr) return nullptr;
+  napi_env env = data->env;
+  uv_loop_t* uv = nullptr;
+  napi_value resource, name;
+  if (napi_get_uv_event_loop(env, &uv) != napi_ok ||
+      napi_create_object(env, &resource) != napi_ok ||
+      napi_create_string_utf8(env, "named-semaphore:wait", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env, resource, name, &loop->async_context) != napi_ok) {
+    delete ring;
+    return nullptr;
+  }
+  napi_create_reference(env, resource, 1, &loop->resource);
+  if (uv_poll_init(uv, &loop->poll, ring->fd()) != 0) {
+    delete ring;
+    return nullptr;
+  }
+  uv_timer_init(uv, &loop->timer);
+  loop->poll.data = loop;
+  loop->timer.data = loop;
+  loop->open_uv_handles = 2;
+  uv_poll_start(&loop->poll, UV_READABLE, OnRingReadable);
+  // Neither keeps the process up: pending waits do that (ChangeWaitsInFlight).
+  uv_unref(reinterpret_cast<uv_handle_t*>(&loop->poll));
+  uv_unref(reinterpret_cast<uv_handle_t*>(&loop->timer));
+  loop->ring = ring;
+  return ring;
+}
+
+// Stops the loop's callbacks; runs in the environment's teardown, after every
+// handle has closed (which ended its ring waits).
+void StopLoopWaits(EnvData* data) {
+  LoopWaits* loop = data->loop;
+  if (loop->ring != nullptr) {
+    uv_poll_stop(&loop->poll);
+    uv_timer_stop(&loop->timer);
+    napi_async_destroy(data->env, loop->async_context);
+    napi_delete_reference(data->env, loop->resource);
+  }
+  loop->data = nullptr;
+}
+
+// The async cleanup hook, after TearDown: closes the libuv handles, then
+// the ring, then frees the LoopWaits.
+void CloseLoopWaits(napi_async_cleanup_hook_handle hook, void* arg) {
+  LoopWaits* loop = static_cast<LoopWaits*>(arg);
+  if (loop->open_uv_handles == 0) {
+    napi_remove_async_cleanup_hook(hook);
+    delete loop->ring;
+    delete loop;
+    return;
+  }
+  auto on_closed = [](uv_handle_t* h) {
+    LoopWaits* loop = static_cast<LoopWaits*>(h->data);
+    if (--loop->open_uv_handles > 0) return;
+    napi_remove_async_cleanup_hook(loop->cleanup);
+    delete loop->ring;  // after the poll handle: its fd stays valid until then
+    delete loop;
+  };
+  uv_close(reinterpret_cast<uv_handle_t*>(&loop->poll), on_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&loop->timer), on_closed);
 }
 
 void TearDown(void* arg) {
   EnvData* data = static_cast<EnvData*>(arg);
   // Stop every waiter thread before the threadsafe function goes away.
   for (uint64_t id : data->handles.Ids()) CloseId(data, id);
+  StopLoopWaits(data);
   data->torn_down = true;
   if (data->settle_fn != nullptr) napi_delete_reference(data->env, data->settle_fn);
   data->settle_fn = nullptr;
@@ -390,7 +605,20 @@ napi_value Wait(napi_env env, napi_callback_info info) {
   if (!GetWhole(env, argv[1], 0, kMaxWaitId, &wait_id) || !GetTimeout(env, argv[2], &timeout)) {
     return Int(env, EINVAL);
   }
-  int err = h->shared->Enqueue(wait_id, nsem::DeadlineAfterMs(timeout));
+  int64_t deadline = nsem::DeadlineAfterMs(timeout);
+  int err;
+  if (nsem::FutexRing* ring = Ring(data)) {
+    bool was_idle = h->ring_waits.idle();
+    err = h->ring_waits.Enqueue(wait_id, deadline, ring);
+    auto& waiting = data->loop->waiting;
+    uint64_t id = GetId(env, argv[0]);
+    if (err == 0 && was_idle && std::find(waiting.begin(), waiting.end(), id) == waiting.end()) {
+      waiting.push_back(id);
+    }
+    if (err == 0 && deadline < data->loop->timer_due) ScheduleDeadlines(data->loop);
+  } else {
+    err = h->shared->Enqueue(wait_id, deadline);
+  }
   if (err == 0) ChangeWaitsInFlight(data, 1);
   return Int(env, err);
 }
@@ -406,7 +634,7 @@ napi_value Cancel(napi_env env, napi_callback_info info) {
   if (h == nullptr || !GetWhole(env, argv[1], 0, kMaxWaitId, &wait_id)) {
     return Bool(env, false);
   }
-  bool found = h->shared->Cancel(wait_id);
+  bool found = h->ring_waits.Cancel(wait_id, data->loop->ring) || h->shared->Cancel(wait_id);
   if (found) ChangeWaitsInFlight(data, -1);
   return Bool(env, found);
 }
@@ -523,7 +751,10 @@ napi_value NewToken(napi_env env, EnvData* data, Bound* b, sem_t* sem) {
       napi_add_finalizer(env, token, reinterpret_cast<void*>(static_cast<uintptr_t>(id)),
                          FinalizeToken, data, nullptr) == napi_ok) {
     data->tokens_alive++;
-    if (sem != nullptr) AddValueWord(env, token, static_cast<Handle*>(b)->shared);
+    if (sem != nullptr) {
+      static_cast<Handle*>(b)->ring_waits.set_key(id);
+      AddValueWord(env, token, static_cast<Handle*>(b)->shared);
+    }
     return token;
   }
   // Out of memory or a pending exception: nothing will close it later.
@@ -622,6 +853,17 @@ napi_value SetSettle(napi_env env, napi_callback_info info) {
   return Int(env, 0);
 }
 
+// waitMechanism() -> 'io_uring' | 'thread': how wait() waits in this thread.
+napi_value WaitMechanism(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  void* data = nullptr;
+  napi_value out;
+  napi_get_cb_info(env, info, &argc, nullptr, nullptr, &data);
+  bool ring = data != nullptr && Ring(static_cast<EnvData*>(data)) != nullptr;
+  napi_create_string_utf8(env, ring ? "io_uring" : "thread", NAPI_AUTO_LENGTH, &out);
+  return out;
+}
+
 struct Function {
   const char* name;
   napi_callback cb;
@@ -635,7 +877,7 @@ constexpr Function kFunctions[] = {
     {"close", Close},         {"sumGeneration", SumGeneration},
     {"sumReset", SumReset},   {"sum", SumSum},
     {"open", Open},           {"openSum", OpenSum},
-    {"setSettle", SetSettle},
+    {"setSettle", SetSettle}, {"waitMechanism", WaitMechanism},
 };
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -652,6 +894,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   }
   napi_unref_threadsafe_function(env, data->tsfn);
   napi_set_instance_data(env, data, nullptr, nullptr);
+  data->loop = new LoopWaits(data);
+  // Added before TearDown's hook, so that it runs after it (last in, first out).
+  if (napi_add_async_cleanup_hook(env, CloseLoopWaits, data->loop, &data->loop->cleanup) !=
+      napi_ok) {
+    data->loop->started = true;  // no ring without a way to close it: waits use threads
+  }
   // Registered after the threadsafe function, so it runs before the
   // function's own teardown (cleanup hooks run last-in, first-out).
   napi_add_env_cleanup_hook(env, TearDown, data);

@@ -6,7 +6,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 namespace nsem {
 
@@ -143,9 +146,27 @@ bool ValueWordMatches() {
 
 }  // namespace
 
-const int32_t* ValueWord(sem_t* sem) {
+bool HasValueWord() {
   static const bool matches = ValueWordMatches();  // once, thread-safely
-  return matches ? reinterpret_cast<const int32_t*>(sem) : nullptr;
+  return matches;
+}
+
+const int32_t* ValueWord(sem_t* sem) {
+  return HasValueWord() ? reinterpret_cast<const int32_t*>(sem) : nullptr;
+}
+
+namespace {
+constexpr uint64_t kOneWaiter = uint64_t{1} << 32;
+uint64_t* Data(sem_t* sem) { return reinterpret_cast<uint64_t*>(sem); }
+}  // namespace
+
+void AddWaiter(sem_t* sem) { __atomic_fetch_add(Data(sem), kOneWaiter, __ATOMIC_SEQ_CST); }
+
+void RemoveWaiter(sem_t* sem) {
+  uint64_t d = __atomic_sub_fetch(Data(sem), kOneWaiter, __ATOMIC_SEQ_CST);
+  if ((d & 0xffffffff) != 0 && (d >> 32) != 0) {
+    syscall(SYS_futex, sem, FUTEX_WAKE, 1, nullptr, nullptr, 0);  // shared, as glibc's
+  }
 }
 
 }  // namespace nsem

@@ -11,6 +11,12 @@
 
 namespace nsem {
 
+// How an async wait ended.
+struct Settled {
+  double id;
+  int err;  // 0: a token was taken for this wait; ETIMEDOUT; or a failure
+};
+
 // A deadline on CLOCK_MONOTONIC, in nanoseconds; kForever means no limit.
 constexpr int64_t kForever = INT64_MAX;
 
@@ -56,6 +62,16 @@ bool HasClockWait();
 // with one atomic load of that word, here or from JavaScript. Checked against
 // sem_getvalue once per process; nullptr on any other libc or layout.
 const int32_t* ValueWord(sem_t* sem);
+bool HasValueWord();  // whether ValueWord works in this process
+
+// glibc counts the threads blocked in sem_wait in the high half of that
+// same 64-bit word, and sem_post wakes one futex waiter on the value word
+// whenever the count is not 0. These two take part in that protocol for a
+// waiter outside glibc (see FutexRing); only where ValueWord is not nullptr.
+void AddWaiter(sem_t* sem);
+// If a wake meant for this waiter may have gone unused while the value is
+// above 0 and others still wait, passes it on to one of them.
+void RemoveWaiter(sem_t* sem);
 
 }  // namespace nsem
 

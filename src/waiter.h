@@ -13,12 +13,9 @@
 #include <deque>
 #include <vector>
 
-namespace nsem {
+#include "semaphore.h"
 
-struct Settled {
-  double id;
-  int err;  // 0: a token was taken for this wait; ETIMEDOUT; or a failure
-};
+namespace nsem {
 
 // An open semaphore, shared by its JavaScript handle and its waiter thread.
 // sem_close runs when the last of them lets go, never while a thread waits.

@@ -88,4 +88,12 @@ function threadCount() {
   return fs.readdirSync('/proc/self/task').length;
 }
 
-module.exports = { uniqueName, leftovers, fixture, run, runNode, sleep, until, threadCount };
+/**
+ * How many waiters glibc counts on a semaphore: the high half of its 64-bit
+ * counter word (the low half is the value; see src/semaphore.h).
+ */
+function waiterCount(name) {
+  return Number(fs.readFileSync(`/dev/shm/sem.${name.slice(1)}`).readBigUInt64LE(0) >> 32n);
+}
+
+module.exports = { uniqueName, leftovers, fixture, run, runNode, sleep, until, threadCount, waiterCount };

@@ -7,7 +7,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { NamedSemaphore } = require('..');
-const { uniqueName, fixture, run, sleep } = require('./helpers');
+const { uniqueName, fixture, run, sleep, until, waiterCount } = require('./helpers');
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsem-semtool-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -109,3 +109,32 @@ for (const tool of tools) {
     sem.close();
   });
 }
+
+// With io_uring, Node's async waits on a handle are one waiter in glibc's
+// count, beside the tool's blocked sem_wait. A post wakes the first waiter
+// queued: here Node's. If Node's wait ends right then (aborted, so it takes
+// nothing), the wake must pass on to the tool, or the tool would sleep with
+// the token in the semaphore. (With waiter threads, the thread takes the
+// token and the abort posts it back, which wakes the tool.)
+test(`C: a post whose wake-up lands on an aborted wait in Node still releases the tool's sem_wait`, async () => {
+  const sem = new NamedSemaphore(uniqueName('C-passon'));
+  const ac = new AbortController();
+  const aborted = assert.rejects(sem.wait({ signal: ac.signal }), { name: 'AbortError' });
+  assert.ok(await until(() => waiterCount(sem.name) === 1, 2000), 'Node is not counted as a waiter');
+  const tool = semtool(tools[0], [sem.name, 'wait', 'value']);
+  assert.ok(await until(() => waiterCount(sem.name) === 2, 2000), 'the tool is not counted as a waiter');
+  sem.post();
+  ac.abort(); // before the event loop sees the wake-up
+  await aborted;
+  assert.deepEqual(await tool, ['ok', '0']);
+  assert.equal(sem.value, 0);
+  assert.equal(waiterCount(sem.name), 0);
+  sem.close();
+});
+
+test('wait() waits through io_uring where the kernel has futex waits for it (Linux 6.7+) and allows io_uring', () => {
+  const [major, minor] = os.release().split('.').map(Number);
+  const allowed = !fs.existsSync('/proc/sys/kernel/io_uring_disabled') || fs.readFileSync('/proc/sys/kernel/io_uring_disabled', 'utf8').trim() === '0';
+  const expected = (major > 6 || (major === 6 && minor >= 7)) && allowed && process.env.NAMED_SEMAPHORE_WAITER !== 'thread' ? 'io_uring' : 'thread';
+  assert.equal(NamedSemaphore.waitMechanism, expected);
+});

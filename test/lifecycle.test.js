@@ -92,7 +92,7 @@ test('garbage-collected handles are closed (their mapping goes, their threads en
   // glibc maps a name once per process, however often it is opened.
   assert.equal(out.before.mappings, 1, r.stdout);
   assert.equal(out.before.timedOut, 100, r.stdout);
-  assert.ok(out.before.threads >= 1, `the timed waits ran on waiter threads: ${r.stdout}`);
+  if (NamedSemaphore.waitMechanism === 'thread') assert.ok(out.before.threads >= 1, `the timed waits ran on waiter threads: ${r.stdout}`);
   assert.deepEqual(out.after, { mappings: 0, threads: 0 }, `after gc: ${r.stdout}`);
   // A value word outlives its collected handle, mapping and all, and goes with its last view.
   assert.deepEqual(out.word, { collected: true, closed: true, mappingsWhileViewed: 1, value: 1, mappingsAfter: 0 }, r.stdout);
@@ -110,7 +110,10 @@ test('two handles on one name close independently; close() with waits pending re
   assert.deepEqual(lines[1], { check: 'two handles', closeFirst: 'b', ok: 5000, seen: 1, value: 0 });
   const closed = Array(5).fill('ERR_SEMAPHORE_CLOSED');
   assert.deepEqual(lines[2], { check: 'close, nothing taken', codes: closed, value: 0 });
-  assert.deepEqual(lines[3], { check: 'close, three taken', taken: 3, codes: closed, value: 3 });
+  // Waiter threads take the three tokens while JavaScript is busy; a ring's
+  // waits take them only when the event loop runs, which close() forestalls.
+  const taken = NamedSemaphore.waitMechanism === 'thread' ? 3 : 0;
+  assert.deepEqual(lines[3], { check: 'close, three taken', taken, codes: closed, value: 3 });
   assert.equal(sem.value, 0);
   sem.close();
 });
