@@ -151,9 +151,7 @@ bool HasValueWord() {
   return matches;
 }
 
-const int32_t* ValueWord(sem_t* sem) {
-  return HasValueWord() ? reinterpret_cast<const int32_t*>(sem) : nullptr;
-}
+const int32_t* ValueWord(sem_t* sem) { return HasValueWord() ? ValueWordUnchecked(sem) : nullptr; }
 
 namespace {
 constexpr uint64_t kOneWaiter = uint64_t{1} << 32;

@@ -63,6 +63,10 @@ bool HasClockWait();
 // sem_getvalue once per process; nullptr on any other libc or layout.
 const int32_t* ValueWord(sem_t* sem);
 bool HasValueWord();  // whether ValueWord works in this process
+// ValueWord without the check, for loops that made it once.
+inline const int32_t* ValueWordUnchecked(sem_t* sem) {
+  return reinterpret_cast<const int32_t*>(sem);
+}
 
 // glibc counts the threads blocked in sem_wait in the high half of that
 // same 64-bit word, and sem_post wakes one futex waiter on the value word

@@ -46,11 +46,17 @@ int ShareSum::Sum(int64_t* out) const {
   // An integer total: a floating-point one would chain an addition's latency
   // per share, a third of the whole read at 16 shares.
   int64_t total = 0;
-  for (sem_t* s : shares_) {
-    int value = 0;
-    int err = GetValue(s, &value);
-    if (err != 0) return err;
-    total += value;
+  if (HasValueWord()) {
+    // What sem_getvalue reads, without a call per share (a third of the read
+    // at 16 shares).
+    for (sem_t* s : shares_) total += __atomic_load_n(ValueWordUnchecked(s), __ATOMIC_RELAXED);
+  } else {
+    for (sem_t* s : shares_) {
+      int value = 0;
+      int err = GetValue(s, &value);
+      if (err != 0) return err;
+      total += value;
+    }
   }
   *out = total;
   return 0;
