@@ -344,20 +344,32 @@ async function main() {
   await section('ping', 'wake-up latency: ping-pong between two processes', async () => {
     const sy = { ping: setup.semName('sping'), pong: setup.semName('spong') };
     const as = { ping: setup.semName('aping'), pong: setup.semName('apong') };
+    const th = { ping: setup.semName('tping'), pong: setup.semName('tpong') };
     const script = path.join(__dirname, 'workers', 'pingpong.js');
+    // Both sides of the 'thread' case wait through waiter threads instead of io_uring.
+    const threadEnv = { env: { ...process.env, NAMED_SEMAPHORE_WAITER: 'thread' } };
     const pinger = rpc.start(script, ['pinger']);
+    const pingerT = rpc.start(script, ['pinger'], threadEnv);
     const pongA = rpc.start(script, ['ponger-async', as.ping, as.pong]);
+    const pongT = rpc.start(script, ['ponger-async', th.ping, th.pong], threadEnv);
     const pongS = rpc.start(script, ['ponger-sync', sy.ping, sy.pong]);
+    const echo = rpc.start(script, ['socket-ponger']);
+    const socketPath = path.join(os.tmpdir(), `${setup.PREFIX}pingpong.sock`);
     try {
+      const mechanism = await pinger.call('mechanism');
+      await echo.call('listen', { path: socketPath });
       const cases = [
         { id: 'cPing', label: 'C: sem_wait ping-pong (two processes)', unit: 'ns', ...cCase('pingpong'), minIters: 100 },
-        { id: 'waitPing', label: 'ours: await wait() ping-pong', unit: 'ns', timed: (n) => pinger.call('wait', { ...as, n }), minIters: 20 },
+        { id: 'waitPing', label: `ours: await wait() ping-pong (${mechanism})`, unit: 'ns', timed: (n) => pinger.call('wait', { ...as, n }), minIters: 20 },
+        { id: 'waitThreadPing', label: 'ours: await wait() ping-pong, waiter threads (NAMED_SEMAPHORE_WAITER=thread)', unit: 'ns', timed: (n) => pingerT.call('wait', { ...th, n }), minIters: 20 },
+        { id: 'socketPing', label: "for scale: Node's own I/O, a 1-byte ping-pong over a Unix socket (event loop on both sides)", unit: 'ns', timed: (n) => pinger.call('socket', { path: socketPath, n }), minIters: 20 },
         { id: 'waitSyncPing', label: 'ours: waitSync() ping-pong (blocks the thread)', unit: 'ns', timed: (n) => pinger.call('waitSync', { ...sy, n }), minIters: 20 },
       ];
       const measured = await measureGroup(cases, { rounds: CFG.rounds, batches: CFG.batches, batchMs: CFG.pingMs, log });
       addGroup('ping', 'Wake-up latency (ns per round trip = two cross-process wake-ups)', cases, measured);
     } finally {
-      await Promise.all([pinger.stop(), pongA.stop(200), pongS.stop(200)]);
+      await Promise.all([pinger.stop(), pingerT.stop(), pongA.stop(200), pongT.stop(200), pongS.stop(200), echo.stop()]);
+      fs.rmSync(socketPath, { force: true });
     }
   });
 

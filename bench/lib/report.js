@@ -39,6 +39,8 @@ const COMPARISONS = [
   { group: 'cluster', a: 'aggregator', b: 'clusterValue', label: 'prom-client aggregator read ÷ gauge.value' },
   { group: 'cluster', a: 'clusterRead', b: 'clusterValue', label: 'Gauge.read(name) ÷ gauge.value' },
   { group: 'ping', a: 'waitSyncPing', b: 'cPing', label: 'waitSync() ping-pong ÷ C ping-pong' },
+  { group: 'ping', a: 'waitThreadPing', b: 'waitPing', label: 'wait() ping-pong with waiter threads ÷ the default' },
+  { group: 'ping', a: 'socketPing', b: 'waitPing', label: "Node's Unix-socket ping-pong ÷ wait() ping-pong" },
   { group: 'httpCpu', a: 'httpBusyCpu', b: 'httpPlainCpu', label: 'server CPU per request, busyMiddleware ÷ plain' },
   { group: 'httpMicro', a: 'mwBusy', b: 'mwBase', label: 'in-process request objects, busyMiddleware ÷ none' },
   { group: 'hammer', a: 'hammer1', b: 'cHammer', label: 'throughput, 1 process ÷ C' },
@@ -145,9 +147,9 @@ function whyMissed(results, comps) {
   }
   if (missed('waitPing')) {
     out.push(
-      `- **wait() ping-pong**: each side's wake-up crosses two threads (the waiter thread, then the event loop through a threadsafe function) ` +
-        `where C's crosses one. waitSync(), which blocks its thread as C does, measures ${ns('ping', 'waitSyncPing')} ` +
-        `(${fmtRatio(ratio('ping', 'waitSyncPing', 'cPing'))} C) against ${ns('ping', 'waitPing')} for wait().`,
+      `- **wait() ping-pong**: ${ns('ping', 'waitPing')} a round trip, of which C's ping-pong is ${ns('ping', 'cPing')} and waitSync(), ` +
+        `which blocks its thread as C does, ${ns('ping', 'waitSyncPing')}; with waiter threads, whose wake-up crosses two threads ` +
+        `where C's crosses one, wait() measures ${ns('ping', 'waitThreadPing')}.`,
     );
   }
   if (missed('httpBusy')) {
@@ -377,7 +379,7 @@ function markdown(results, comps, svgName) {
       '- **Ours**: the public API from `dist/` (`NamedSemaphore`, `Gauge`); "our binding" calls the binding\'s functions directly (`binding.post(id)`), without the TypeScript layer, to show where the time goes. Gauge shares other than the reader\'s own live in another process.',
       '- **Per request** (the access-log pattern: one count raised at the start, read, lowered at the end): ours with a Gauge of 4 live shares; Python\'s `multiprocessing.Semaphore` in a python3 loop (methods bound to locals, which only helps Python); SharedArrayBuffer + Atomics (one process only, for scale); a counter file under proper-lockfile (`lockSync`, the fastest way it offers: no retries, no timers); Redis `INCR`, `GET`, `DECR` through ioredis, each awaited, against a redis-server of the bench\'s own on loopback (`--save \'\'`, no persistence).',
       '- **Cluster read**: a 2-worker `node:cluster`; the primary reads the workers\' count through prom-client\'s `AggregatorRegistry.clusterMetrics()` (IPC to each worker), or through a Gauge (its shares in /dev/shm).',
-      '- **Ping-pong**: two processes, two semaphores; a round trip is two cross-process wake-ups. Ours uses `await wait()` on both sides (or `waitSync()` on both, for diagnosis).',
+      '- **Ping-pong**: two processes, two semaphores; a round trip is two cross-process wake-ups. Ours uses `await wait()` on both sides, through io_uring where the machine allows it and, in a second pair, through waiter threads (`NAMED_SEMAPHORE_WAITER=thread`); or `waitSync()` on both, for diagnosis.',
       '- **HTTP**: two 1-process node:http servers answering `ok`, one calling `busyMiddleware(name)(req, res)` first; autocannon (programmatic, 10 connections) alternates between them.',
     ].join('\n'),
   );

@@ -6,6 +6,11 @@
 //   node pingpong.js pinger                 (driven by the bench over IPC)
 //   node pingpong.js ponger-async PING PONG (wait(): the event loop stays free)
 //   node pingpong.js ponger-sync PING PONG  (waitSync(): blocks its thread)
+//   node pingpong.js socket-ponger          (for scale: echoes bytes on a Unix
+//                                            socket, Node's own I/O on both sides)
+const net = require('node:net');
+const fs = require('node:fs');
+const { once } = require('node:events');
 const { NamedSemaphore } = require('../..');
 const { serve } = require('../lib/rpc');
 
@@ -36,13 +41,25 @@ if (role === 'ponger-async') {
     if (ping.waitSync({ timeout: 500 })) pong.post();
     else if (!parentAlive()) process.exit(0);
   }
+} else if (role === 'socket-ponger') {
+  serve({
+    async listen({ path }) {
+      fs.rmSync(path, { force: true });
+      const server = net.createServer((c) => c.on('data', (d) => c.write(d)));
+      server.listen(path);
+      await once(server, 'listening');
+    },
+  });
 } else if (role === 'pinger') {
   const open = new Map();
+  const sockets = new Map();
   const sem = (name) => {
     if (!open.has(name)) open.set(name, new NamedSemaphore(name));
     return open.get(name);
   };
   serve({
+    // How wait() waits here: 'io_uring' or 'thread'.
+    mechanism: () => NamedSemaphore.waitMechanism,
     // n round trips with wait(); elapsed ns
     async wait({ ping, pong, n }) {
       const a = sem(ping);
@@ -51,6 +68,21 @@ if (role === 'ponger-async') {
       for (let i = 0; i < n; i++) {
         a.post();
         await b.wait();
+      }
+      return Number(process.hrtime.bigint() - t0);
+    },
+    // n one-byte round trips over the Unix socket at `path`; elapsed ns
+    async socket({ path, n }) {
+      if (!sockets.has(path)) {
+        const c = net.connect(path);
+        await once(c, 'connect');
+        sockets.set(path, c);
+      }
+      const c = sockets.get(path);
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < n; i++) {
+        c.write('x');
+        await once(c, 'data');
       }
       return Number(process.hrtime.bigint() - t0);
     },
