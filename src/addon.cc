@@ -407,6 +407,8 @@ nsem::FutexRing* Ring(EnvData* data) {
   }
   napi_create_reference(env, resource, 1, &loop->resource);
   if (uv_poll_init(uv, &loop->poll, ring->fd()) != 0) {
+    napi_async_destroy(env, loop->async_context);
+    napi_delete_reference(env, loop->resource);
     delete ring;
     return nullptr;
   }
@@ -608,11 +610,10 @@ napi_value Wait(napi_env env, napi_callback_info info) {
   int64_t deadline = nsem::DeadlineAfterMs(timeout);
   int err;
   if (nsem::FutexRing* ring = Ring(data)) {
-    bool was_idle = h->ring_waits.idle();
     err = h->ring_waits.Enqueue(wait_id, deadline, ring);
     auto& waiting = data->loop->waiting;
     uint64_t id = GetId(env, argv[0]);
-    if (err == 0 && was_idle && std::find(waiting.begin(), waiting.end(), id) == waiting.end()) {
+    if (err == 0 && std::find(waiting.begin(), waiting.end(), id) == waiting.end()) {
       waiting.push_back(id);
     }
     if (err == 0 && deadline < data->loop->timer_due) ScheduleDeadlines(data->loop);

@@ -1,6 +1,6 @@
-// Async waits without the libuv thread pool: one thread per open semaphore
-// that has waits pending (it lingers 1 s when idle), serving them first in,
-// first out. It blocks in
+// Async waits without the libuv thread pool, where there is no FutexRing
+// (futex_ring.h): one thread per open semaphore that has waits pending (it
+// lingers 1 s when idle), serving them first in, first out. It blocks in
 // short slices so that deadlines, cancellation and close are seen promptly.
 #ifndef NAMED_SEMAPHORE_WAITER_H
 #define NAMED_SEMAPHORE_WAITER_H
