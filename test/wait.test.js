@@ -105,6 +105,24 @@ test('waits on one handle are served first in, first out', async () => {
   poster.close();
 });
 
+// More handles waiting at once than the ring's completion queue has entries
+// (512): none may be lost. (Waiter threads would need 2000 threads here:
+// io_uring only.)
+test('2000 handles waiting at once are all served (more than the ring\'s completion queue holds)', { skip: NamedSemaphore.waitMechanism !== 'io_uring' }, async () => {
+  const name = uniqueName();
+  const poster = new NamedSemaphore(name);
+  const sems = Array.from({ length: 2000 }, () => new NamedSemaphore(name));
+  const waits = sems.map((s) => s.wait({ timeout: 20000 }));
+  await sleep(50);
+  assert.equal(waiterCount(name), 2000);
+  poster.post(2000);
+  assert.deepEqual(await Promise.all(waits), Array(2000).fill(true));
+  assert.equal(poster.value, 0);
+  assert.equal(waiterCount(name), 0);
+  for (const s of sems) s.close();
+  poster.close();
+});
+
 test('8 pending waits do not occupy the libuv thread pool', async () => {
   const name = uniqueName();
   const sem = new NamedSemaphore(name);
