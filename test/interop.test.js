@@ -128,7 +128,8 @@ test(`C: a post whose wake-up lands on an aborted wait in Node still releases th
   await aborted;
   assert.deepEqual(await tool, ['ok', '0']);
   assert.equal(sem.value, 0);
-  assert.equal(waiterCount(sem.name), 0);
+  // (A waiter thread leaves glibc's count at the end of its 20 ms slice.)
+  assert.ok(await until(() => waiterCount(sem.name) === 0, 1000), `${waiterCount(sem.name)} waiters left`);
   sem.close();
 });
 

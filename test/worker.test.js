@@ -68,31 +68,28 @@ test('the addon loads in 4 workers at once plus the main thread; posts and waits
   sem.close();
 });
 
-const ring = NamedSemaphore.waitMechanism === 'io_uring';
-
-// One worker that opens `handles` handles on name (one waiter thread each,
-// where waits use threads), queues waits on them, and is terminated. Checks
-// that the process is left with no more threads than before, that glibc
-// counts no waiter of it any more, and that the value is what it should be.
+// One worker that opens `handles` handles on name (one waiter thread each:
+// workers wait through threads, never io_uring), queues waits on them, and is
+// terminated. Checks that the process is left with no more threads than
+// before, that glibc counts no waiter of it any more, and that the value is
+// what it should be.
 async function terminateRound(sem, mode, round) {
   const handles = 3;
   const before = threadCount();
   const worker = new Worker(fixture('worker-pending.js'), { workerData: { name: sem.name, handles, waits: 4, mode } });
   const box = inbox(worker);
   await box.next((m) => m === 'ready');
-  // Its waiter threads (one per handle) are now blocked in sem_clockwait;
-  // with io_uring, the worker's ring waits as one waiter per handle.
-  const threads = ring ? 1 : 1 + handles;
-  assert.ok(threadCount() >= before + threads, `round ${round}: ${threadCount()} threads, ${before} before`);
+  // Its waiter threads (one per handle) are now blocked in sem_clockwait.
+  assert.ok(threadCount() >= before + 1 + handles, `round ${round}: ${threadCount()} threads, ${before} before`);
   assert.ok(await until(() => waiterCount(sem.name) === handles, 2000), `round ${round}: ${waiterCount(sem.name)} waiters`);
   let posted = 0;
   if (mode === 'busy') {
-    // The spinning worker never runs its loop again. Waiter threads take
-    // these, but they are never delivered in JavaScript, so terminate() must
-    // give them back; a ring's waits take nothing until the loop runs.
+    // The waiter threads take these, but the spinning worker never settles
+    // them in JavaScript: they were never delivered, so terminate() must
+    // give them back.
     posted = 3;
     sem.post(posted);
-    if (!ring) assert.ok(await until(() => sem.value === 0, 2000), `round ${round}: the waiter threads did not take the tokens`);
+    assert.ok(await until(() => sem.value === 0, 2000), `round ${round}: the waiter threads did not take the tokens`);
   }
   await sleep(round % 5); // vary where terminate() lands
   assert.equal(await worker.terminate(), 1, `round ${round}: terminate() resolves with exit code 1`);
@@ -125,7 +122,7 @@ test('terminate() with waits pending, 20 times: no crash, no thread left, no tok
 });
 
 test(
-  'terminate() of a worker whose loop never runs again gives back the tokens its waiter threads took, and takes none',
+  'terminate() gives back the tokens its waiter threads took but never settled in JavaScript',
 
   async () => {
     const sem = new NamedSemaphore(uniqueName('wterm'));
@@ -210,4 +207,14 @@ test('process.exit() in a worker with waits pending ends it promptly with its co
   await sleep(30);
   assert.equal(sem.value, 1, 'the exited worker took nothing');
   sem.close();
+});
+
+test('worker threads wait through waiter threads, never io_uring', async () => {
+  const worker = new Worker("require('node:worker_threads').parentPort.postMessage(require(process.argv[2]).NamedSemaphore.waitMechanism)", {
+    eval: true,
+    argv: [require.resolve('..')],
+  });
+  const [mechanism] = await once(worker, 'message');
+  assert.equal(mechanism, 'thread');
+  await once(worker, 'exit');
 });
