@@ -354,6 +354,14 @@ async function main() {
     const pongT = rpc.start(script, ['ponger-async', th.ping, th.pong], threadEnv);
     const pongS = rpc.start(script, ['ponger-sync', sy.ping, sy.pong]);
     const echo = rpc.start(script, ['socket-ponger']);
+    // Where the scheduler puts the two sides moves a wake-up's cost (a wake-up
+    // across CPUs costs more on a VM), so the C and wait() pairs run a second
+    // time with both sides pinned to CPU 0 (taskset, from util-linux).
+    const pin = ['-c', '0'];
+    const pinned = { execPath: 'taskset', execArgv: [...pin, process.execPath] };
+    const pp = { ping: setup.semName('pping'), pong: setup.semName('ppong') };
+    const pingerP = rpc.start(script, ['pinger'], pinned);
+    const pongP = rpc.start(script, ['ponger-async', pp.ping, pp.pong], pinned);
     const socketPath = path.join(os.tmpdir(), `${setup.PREFIX}pingpong.sock`);
     try {
       const mechanism = await pinger.call('mechanism');
@@ -362,13 +370,15 @@ async function main() {
         { id: 'cPing', label: 'C: sem_wait ping-pong (two processes)', unit: 'ns', ...cCase('pingpong'), minIters: 100 },
         { id: 'waitPing', label: `ours: await wait() ping-pong (${mechanism})`, unit: 'ns', timed: (n) => pinger.call('wait', { ...as, n }), minIters: 20 },
         { id: 'waitThreadPing', label: 'ours: await wait() ping-pong, waiter threads (NAMED_SEMAPHORE_WAITER=thread)', unit: 'ns', timed: (n) => pingerT.call('wait', { ...th, n }), minIters: 20 },
+        { id: 'cPingPinned', label: 'C: sem_wait ping-pong, both sides on CPU 0', unit: 'ns', timed: (n) => runJson('taskset', [...pin, semloop, 'pingpong', cName, String(n)]).ns, minIters: 100 },
+        { id: 'waitPingPinned', label: `ours: await wait() ping-pong (${mechanism}), both sides on CPU 0`, unit: 'ns', timed: (n) => pingerP.call('wait', { ...pp, n }), minIters: 20 },
         { id: 'socketPing', label: "for scale: Node's own I/O, a 1-byte ping-pong over a Unix socket (event loop on both sides)", unit: 'ns', timed: (n) => pinger.call('socket', { path: socketPath, n }), minIters: 20 },
         { id: 'waitSyncPing', label: 'ours: waitSync() ping-pong (blocks the thread)', unit: 'ns', timed: (n) => pinger.call('waitSync', { ...sy, n }), minIters: 20 },
       ];
       const measured = await measureGroup(cases, { rounds: CFG.rounds, batches: CFG.batches, batchMs: CFG.pingMs, log });
       addGroup('ping', 'Wake-up latency (ns per round trip = two cross-process wake-ups)', cases, measured);
     } finally {
-      await Promise.all([pinger.stop(), pingerT.stop(), pongA.stop(200), pongT.stop(200), pongS.stop(200), echo.stop()]);
+      await Promise.all([pinger.stop(), pingerT.stop(), pongA.stop(200), pongT.stop(200), pongS.stop(200), echo.stop(), pingerP.stop(), pongP.stop(200)]);
       fs.rmSync(socketPath, { force: true });
     }
   });

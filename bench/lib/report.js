@@ -12,6 +12,7 @@ const COMPARISONS = [
   { group: 'calls', a: 'gaugeRA', b: 'postTry', label: 'Gauge release + acquire ÷ post + tryWait', max: 1.2 },
   { group: 'calls', a: 'gaugeV16', b: 'value', label: 'Gauge.value, 16 shares ÷ value', max: 3 },
   { group: 'ping', a: 'waitPing', b: 'cPing', label: 'wait() ping-pong ÷ C ping-pong', max: 2 },
+  { group: 'ping', a: 'waitPingPinned', b: 'cPingPinned', label: 'wait() ping-pong ÷ C ping-pong, both pinned to CPU 0', max: 2 },
   { group: 'http', a: 'httpBusy', b: 'httpPlain', label: 'req/s with busyMiddleware ÷ without', min: 0.98, cost: true },
   { group: 'request', a: 'python', b: 'oursGauge', label: 'Python per request ÷ ours (Gauge)', min: 2 },
   { group: 'request', a: 'redis', b: 'oursGauge', label: 'Redis per request ÷ ours (Gauge)', min: 100 },
@@ -145,11 +146,13 @@ function whyMissed(results, comps) {
         `Summing the words in JavaScript with Atomics.load instead costs ${ns('calls', 'protoGaugeV16')}.`,
     );
   }
-  if (missed('waitPing')) {
+  if (missed('waitPing') || missed('waitPingPinned')) {
     out.push(
       `- **wait() ping-pong**: ${ns('ping', 'waitPing')} a round trip, of which C's ping-pong is ${ns('ping', 'cPing')} and waitSync(), ` +
         `which blocks its thread as C does, ${ns('ping', 'waitSyncPing')}; with waiter threads, whose wake-up crosses two threads ` +
-        `where C's crosses one, wait() measures ${ns('ping', 'waitThreadPing')}.`,
+        `where C's crosses one, wait() measures ${ns('ping', 'waitThreadPing')}. With both sides on one CPU, C's ping-pong takes ` +
+        `${ns('ping', 'cPingPinned')} and wait() ${ns('ping', 'waitPingPinned')}: the rest is the event loop's own turn on each side, ` +
+        `which any async wake-up pays; Node's own 1-byte Unix-socket ping-pong measures ${ns('ping', 'socketPing')}.`,
     );
   }
   if (missed('httpBusy')) {
@@ -379,7 +382,7 @@ function markdown(results, comps, svgName) {
       '- **Ours**: the public API from `dist/` (`NamedSemaphore`, `Gauge`); "our binding" calls the binding\'s functions directly (`binding.post(id)`), without the TypeScript layer, to show where the time goes. Gauge shares other than the reader\'s own live in another process.',
       '- **Per request** (the access-log pattern: one count raised at the start, read, lowered at the end): ours with a Gauge of 4 live shares; Python\'s `multiprocessing.Semaphore` in a python3 loop (methods bound to locals, which only helps Python); SharedArrayBuffer + Atomics (one process only, for scale); a counter file under proper-lockfile (`lockSync`, the fastest way it offers: no retries, no timers); Redis `INCR`, `GET`, `DECR` through ioredis, each awaited, against a redis-server of the bench\'s own on loopback (`--save \'\'`, no persistence).',
       '- **Cluster read**: a 2-worker `node:cluster`; the primary reads the workers\' count through prom-client\'s `AggregatorRegistry.clusterMetrics()` (IPC to each worker), or through a Gauge (its shares in /dev/shm).',
-      '- **Ping-pong**: two processes, two semaphores; a round trip is two cross-process wake-ups. Ours uses `await wait()` on both sides, through io_uring where the machine allows it and, in a second pair, through waiter threads (`NAMED_SEMAPHORE_WAITER=thread`); or `waitSync()` on both, for diagnosis.',
+      '- **Ping-pong**: two processes, two semaphores; a round trip is two cross-process wake-ups. Ours uses `await wait()` on both sides, through io_uring where the machine allows it and, in a second pair, through waiter threads (`NAMED_SEMAPHORE_WAITER=thread`); or `waitSync()` on both, for diagnosis. The C pair and one wait() pair run again with both sides pinned to CPU 0 (`taskset -c 0`), since a wake-up across CPUs costs more on a VM.',
       '- **HTTP**: two 1-process node:http servers answering `ok`, one calling `busyMiddleware(name)(req, res)` first; autocannon (programmatic, 10 connections) alternates between them.',
     ].join('\n'),
   );
