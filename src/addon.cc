@@ -289,9 +289,11 @@ void CallSettle(napi_env env, napi_value, void* context, void* payload) {
 
 // ---- waits served by the event loop (LoopWaits) -----------------------------
 
-Handle* FindHandle(EnvData* data, uint64_t id) {
+// The open handle of kind T with this id, or nullptr.
+template <typename T>
+T* FindById(EnvData* data, uint64_t id) {
   Bound* b = data->handles.Find(id);
-  return b != nullptr && b->kind == Handle::kKind ? static_cast<Handle*>(b) : nullptr;
+  return b != nullptr && b->kind == T::kKind ? static_cast<T*>(b) : nullptr;
 }
 
 void ServiceAndSettle(LoopWaits* loop, const std::vector<Handle*>& handles);
@@ -300,7 +302,7 @@ void OnDeadline(uv_timer_t* timer) {
   LoopWaits* loop = static_cast<LoopWaits*>(timer->data);
   loop->timer_due = nsem::kForever;
   std::vector<Handle*> handles;
-  for (uint64_t id : loop->waiting) handles.push_back(FindHandle(loop->data, id));
+  for (uint64_t id : loop->waiting) handles.push_back(FindById<Handle>(loop->data, id));
   ServiceAndSettle(loop, handles);
 }
 
@@ -310,7 +312,7 @@ void ScheduleDeadlines(LoopWaits* loop) {
   int64_t due = nsem::kForever;
   auto& ids = loop->waiting;
   for (size_t i = 0; i < ids.size();) {
-    Handle* h = FindHandle(loop->data, ids[i]);
+    Handle* h = FindById<Handle>(loop->data, ids[i]);
     if (h == nullptr || h->ring_waits.idle()) {
       ids[i] = ids.back();
       ids.pop_back();
@@ -379,7 +381,7 @@ void OnRingReadable(uv_poll_t* poll, int, int) {
   loop->ring->Reap(&done);
   std::vector<Handle*> handles;
   for (const nsem::FutexRing::Completion& c : done) {
-    Handle* h = FindHandle(loop->data, nsem::RingWaits::HandleId(c.key));
+    Handle* h = FindById<Handle>(loop->data, nsem::RingWaits::HandleId(c.key));
     if (h != nullptr && h->ring_waits.Completed(c.key)) handles.push_back(h);
   }
   ServiceAndSettle(loop, handles);
@@ -541,9 +543,7 @@ uint64_t GetId(napi_env env, napi_value v) {
 // The open handle of kind T that `id` names, or nullptr.
 template <typename T>
 T* Find(napi_env env, EnvData* data, napi_value id) {
-  if (data == nullptr) return nullptr;
-  Bound* b = data->handles.Find(GetId(env, id));
-  return b != nullptr && b->kind == T::kKind ? static_cast<T*>(b) : nullptr;
+  return data == nullptr ? nullptr : FindById<T>(data, GetId(env, id));
 }
 
 // For the hot paths: the sem_t* of the open semaphore `id` names, or nullptr.
@@ -605,7 +605,8 @@ napi_value Wait(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   size_t argc;
   EnvData* data = Args(env, info, argv, &argc);
-  Handle* h = Find<Handle>(env, data, argv[0]);
+  uint64_t id = GetId(env, argv[0]);
+  Handle* h = data == nullptr ? nullptr : FindById<Handle>(data, id);
   if (h == nullptr) return Int(env, kBadHandle);
   double wait_id, timeout;
   if (!GetWhole(env, argv[1], 0, kMaxWaitId, &wait_id) || !GetTimeout(env, argv[2], &timeout)) {
@@ -616,7 +617,6 @@ napi_value Wait(napi_env env, napi_callback_info info) {
   if (nsem::FutexRing* ring = Ring(data)) {
     err = h->ring_waits.Enqueue(wait_id, deadline, ring);
     auto& waiting = data->loop->waiting;
-    uint64_t id = GetId(env, argv[0]);
     if (err == 0 && std::find(waiting.begin(), waiting.end(), id) == waiting.end()) {
       waiting.push_back(id);
     }

@@ -166,12 +166,7 @@ void FutexRing::Reap(std::vector<Completion>* out) {
 
 // ---- RingWaits ------------------------------------------------------------
 
-namespace {
-constexpr int kArmingShift = 53;
-constexpr uint64_t kArmingMask = (uint64_t{1} << (64 - kArmingShift)) - 1;
-}  // namespace
-
-uint64_t RingWaits::RingKey() const { return key_ | (arming_ << kArmingShift); }
+uint64_t RingWaits::RingKey() const { return key_ | (arming_ << kIdBits); }
 
 int RingWaits::Arm(FutexRing* ring) {
   if (!registered_) {

@@ -105,7 +105,9 @@ class RingWaits {
     double id;
     int64_t deadline_ns;
   };
-  static constexpr uint64_t kIdMask = (uint64_t{1} << 53) - 1;
+  static constexpr int kIdBits = 53;  // a handle id; the arming goes above it
+  static constexpr uint64_t kIdMask = (uint64_t{1} << kIdBits) - 1;
+  static constexpr uint64_t kArmingMask = (uint64_t{1} << (64 - kIdBits)) - 1;
   uint64_t RingKey() const;
   int Arm(FutexRing* ring);
   void StopWaiting(FutexRing* ring);
