@@ -106,10 +106,10 @@ export class NamedSemaphore {
   }
 
   /**
-   * How wait() waits in this thread: 'io_uring' on the main thread where the
-   * kernel allows it (Linux 6.7+, io_uring not blocked): the event loop itself
-   * waits, and a post wakes it directly; otherwise (and in worker threads)
-   * 'thread': a thread per semaphore with waits pending.
+   * How wait() waits in this thread: 'io_uring' where the kernel allows it
+   * (Linux 6.7+, io_uring not blocked): the event loop itself waits, and a
+   * post wakes it directly (each thread, main or worker, has its own ring);
+   * otherwise 'thread': a thread per semaphore with waits pending.
    * NAMED_SEMAPHORE_WAITER=thread in the environment forces the thread.
    */
   static get waitMechanism(): WaitMechanism {

@@ -388,24 +388,21 @@ void OnRingReadable(uv_poll_t* poll, int, int) {
 }
 
 // The environment's ring, started on first use; nullptr where waits use
-// threads: no ring is possible here, NAMED_SEMAPHORE_WAITER=thread, or a
-// worker thread. (With a ring per worker, about one run in eight of
-// test/worker.test.js saw a worker take 2 s or more to exit after its script
-// ended, its teardown here long done; the cause is not yet known, so workers
-// keep the waiter threads.)
+// threads: no ring is possible here, or NAMED_SEMAPHORE_WAITER=thread. Each
+// thread (main or worker) has its own, on its own event loop.
 nsem::FutexRing* Ring(EnvData* data) {
   LoopWaits* loop = data->loop;
   if (loop->started) return loop->ring;
   loop->started = true;
   const char* choice = getenv("NAMED_SEMAPHORE_WAITER");
   if (choice != nullptr && strcmp(choice, "thread") == 0) return nullptr;
-  nsem::FutexRing* ring = nsem::FutexRing::Create();
-  if (ring == nullptr) return nullptr;
   napi_env env = data->env;
   uv_loop_t* uv = nullptr;
+  if (napi_get_uv_event_loop(env, &uv) != napi_ok) return nullptr;
+  nsem::FutexRing* ring = nsem::FutexRing::Create();
+  if (ring == nullptr) return nullptr;
   napi_value resource, name;
-  if (napi_get_uv_event_loop(env, &uv) != napi_ok || uv != uv_default_loop() ||
-      napi_create_object(env, &resource) != napi_ok ||
+  if (napi_create_object(env, &resource) != napi_ok ||
       napi_create_string_utf8(env, "named-semaphore:wait", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_async_init(env, resource, name, &loop->async_context) != napi_ok) {
     delete ring;
