@@ -3,7 +3,7 @@
 // Each Gauge object owns a share: a named semaphore that only it writes. The
 // gauge's value is the sum of the shares, so removing the share of a process
 // that died is exact. See lib/shares.ts for the names in /dev/shm.
-import { binding, type NativeHandle } from './native';
+import { binding, postHot, tryWaitHot, sumHot, type NativeHandle } from './native';
 import { SemaphoreError, errno, gaugeUnderflow, invalidArgType, objectClosed } from './errors';
 import * as shares from './shares';
 import * as validate from './validate';
@@ -67,7 +67,7 @@ function refresh(sumId: number, gauge: string): void {
 
 function readSum(sumId: number, gauge: string): number {
   for (;;) {
-    const total = binding.sum(sumId);
+    const total = sumHot(sumId);
     if (total >= 0) return total;
     if (total !== -errno.ESTALE) throw new SemaphoreError(-total, 'sem_getvalue', gauge);
     refresh(sumId, gauge);
@@ -84,7 +84,7 @@ function openSum(gauge: string): NativeHandle {
 function bump(generation: NativeHandle): void {
   // At SEM_VALUE_MAX (2^31 share changes) this fails with EOVERFLOW and
   // readers no longer notice new shares: far past any realistic lifetime.
-  binding.post(generation.id);
+  postHot(generation.id);
 }
 
 /**
@@ -98,7 +98,7 @@ function reapShares(gauge: string, generation: NativeHandle): number {
     const handle = binding.open(share.name, false, false, 0, 0);
     if (typeof handle === 'number') continue; // another reaper was first
     // Several reapers may drain one share at once: each token goes to one.
-    while (binding.tryWait(handle.id) === undefined) removed++;
+    while (tryWaitHot(handle.id) === undefined) removed++;
     binding.unlink(share.name);
     binding.close(handle.id);
     bump(generation);
@@ -195,12 +195,12 @@ export class Gauge {
   release(count?: number): void {
     const id = this.#open();
     if (count === undefined) {
-      check(binding.post(id), 'sem_post', this.name); // the native fast path for 1
+      check(postHot(id), 'sem_post', this.name);
       this.#local++;
       return;
     }
     const n = validate.count(count);
-    check(binding.post(id, n), 'sem_post', this.name);
+    check(binding.postCount(id, n), 'sem_post', this.name);
     this.#local += n;
   }
 
@@ -211,7 +211,7 @@ export class Gauge {
     if (n > this.#local) throw gaugeUnderflow(this.name, n, this.#local);
     for (let i = 0; i < n; i++) {
       // Only this object writes its share, so the tokens are there.
-      check(binding.tryWait(id), 'sem_trywait', this.name);
+      check(tryWaitHot(id), 'sem_trywait', this.name);
       this.#local--;
     }
   }

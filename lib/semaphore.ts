@@ -1,5 +1,5 @@
 // NamedSemaphore: validation, names, errors and lifetimes over the binding.
-import { binding, type NativeHandle, type WaitMechanism } from './native';
+import { binding, postHot, tryWaitHot, type NativeHandle, type WaitMechanism } from './native';
 import { SemaphoreError, errno, invalidArgValue, objectClosed } from './errors';
 import * as validate from './validate';
 
@@ -131,15 +131,14 @@ export class NamedSemaphore {
 
   /** Adds `count` (default 1). EOVERFLOW, with nothing changed, past SEM_VALUE_MAX. */
   post(count?: number): void {
-    // No argument is the native fast path for 1 (nothing to unpack).
     const id = this.#open();
-    const err = count === undefined ? binding.post(id) : binding.post(id, validate.count(count));
+    const err = count === undefined ? postHot(id) : binding.postCount(id, validate.count(count));
     if (err !== undefined) throw new SemaphoreError(err, 'sem_post', this.name);
   }
 
   /** Takes one if the value is above 0; false otherwise. Never blocks. */
   tryWait(): boolean {
-    const err = binding.tryWait(this.#open());
+    const err = tryWaitHot(this.#open());
     if (err === undefined) return true;
     if (err === errno.EAGAIN) return false;
     throw new SemaphoreError(err, 'sem_trywait', this.name);
@@ -175,7 +174,7 @@ export class NamedSemaphore {
     // Waits of this handle are served in order: only try to jump the queue
     // when there is none.
     if (this.#waits.size === 0 || timeout === 0) {
-      const err = binding.tryWait(id);
+      const err = tryWaitHot(id);
       if (err === undefined) return Promise.resolve(true);
       if (err !== errno.EAGAIN) return Promise.reject(new SemaphoreError(err, 'sem_trywait', this.name));
       if (timeout === 0) return Promise.resolve(false);

@@ -9,11 +9,13 @@
 
 #include <vector>
 
+#include "semaphore.h"
+
 namespace nsem {
 
 class ShareSum {
  public:
-  explicit ShareSum(sem_t* generation) : generation_(generation) {}
+  explicit ShareSum(sem_t* generation) : generation_(generation), read_words_(HasValueWord()) {}
   ~ShareSum();
   ShareSum(const ShareSum&) = delete;
   ShareSum& operator=(const ShareSum&) = delete;
@@ -32,6 +34,7 @@ class ShareSum {
   void CloseShares();
 
   sem_t* const generation_;
+  const bool read_words_;  // read value words inline (see nsem::ValueWord)
   int generation_seen_ = -1;
   std::vector<sem_t*> shares_;
 };

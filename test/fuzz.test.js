@@ -47,7 +47,7 @@ test(`fuzz: every native entry point, ${calls} calls each, checked against a mod
   const s = JSON.parse(line.slice('FUZZ-SUMMARY '.length));
 
   // Every entry point was called often enough.
-  const entryPoints = ['open', 'unlink', 'setSettle', 'post', 'tryWait', 'value', 'waitSync', 'wait', 'cancel', 'close'];
+  const entryPoints = ['open', 'unlink', 'setSettle', 'post', 'postCount', 'tryWait', 'value', 'waitSync', 'wait', 'cancel', 'close'];
   for (const e of entryPoints) assert.ok(s.calls[e] >= calls, `${e}: ${s.calls[e]} calls`);
   for (const [e, n] of Object.entries(s.calls)) assert.ok(n >= calls, `${e}: ${n} calls`);
   if (s.unknown.length > 0) t.diagnostic(`entry points this fuzz does not know yet (not fuzzed): ${s.unknown.join(', ')}`);
@@ -57,12 +57,13 @@ test(`fuzz: every native entry point, ${calls} calls each, checked against a mod
   const saw = (what, result) => assert.ok((o[what]?.[result] ?? 0) > 0, `never saw ${what} -> ${result}: ${JSON.stringify(o[what])}`);
   for (const result of ['handle', '2', '17', '22', '36']) saw('open', result);
   for (const result of ['0', '2', '22']) saw('unlink', result);
-  for (const result of ['undefined', '22', '75' /* EOVERFLOW */]) saw('post', result);
+  for (const result of ['undefined', '75' /* EOVERFLOW */]) saw('post', result);
+  for (const result of ['undefined', '22', '75']) saw('postCount', result);
   for (const result of ['0', '22']) saw('wait', result);
   for (const result of ['undefined', '11']) saw('tryWait', result);
   for (const result of ['0', '22', '110']) saw('waitSync', result);
   for (const result of ['true', 'false']) saw('cancel', result);
-  for (const m of ['post', 'tryWait', 'waitSync', 'wait']) saw(`closed.${m}`, '9');
+  for (const m of ['post', 'postCount', 'tryWait', 'waitSync', 'wait']) saw(`closed.${m}`, '9');
   saw('closed.value', '-9');
   saw('closed.cancel', 'false');
   const k = calls / 100000; // the minimums below are for 100,000 calls
