@@ -294,6 +294,7 @@ async function main() {
     try {
       const cases = [
         { id: 'oursGauge', label: 'ours: Gauge (4 shares) release + value + acquire', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) { g4.release(); s += g4.value; g4.acquire(); } sink += s; } },
+        { id: 'oursGaugeMw', label: 'ours: Gauge (4 shares) as busyMiddleware counts a request: releaseAndRead() + acquire()', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) { s += g4.releaseAndRead(); g4.acquire(); } sink += s; } },
         { id: 'oursSem', label: 'ours: NamedSemaphore post + value + tryWait', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) { sem.post(); s += sem.value; sem.tryWait(); } sink += s; } },
         { id: 'sab', label: 'SharedArrayBuffer + Atomics (one process only)', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) { Atomics.add(i32, 0, 1); s += Atomics.load(i32, 0); Atomics.sub(i32, 0, 1); } sink += s; } },
         { id: 'python', label: 'Python multiprocessing.Semaphore release + get_value + acquire', unit: 'ns', timed: py.timed, minIters: 100 },

@@ -3,7 +3,7 @@
 // Each Gauge object owns a share: a named semaphore that only it writes. The
 // gauge's value is the sum of the shares, so removing the share of a process
 // that died is exact. See lib/shares.ts for the names in /dev/shm.
-import { binding, postHot, tryWaitHot, sumHot, type NativeHandle } from './native';
+import { binding, postAndSumHot, postHot, tryWaitHot, sumHot, type NativeHandle } from './native';
 import { SemaphoreError, errno, gaugeUnderflow, invalidArgType, objectClosed } from './errors';
 import * as shares from './shares';
 import * as validate from './validate';
@@ -202,6 +202,18 @@ export class Gauge {
     const n = validate.count(count);
     check(binding.postCount(id, n), 'sem_post', this.name);
     this.#local += n;
+  }
+
+  /**
+   * Adds 1 for this object and returns the total over every process, this 1
+   * included: release() then value, in one native call (what busyMiddleware
+   * does for each request).
+   */
+  releaseAndRead(): number {
+    const total = postAndSumHot(this.#open(), this.#sumId);
+    if (total !== undefined && total < 0) throw new SemaphoreError(-total, 'sem_post', this.name);
+    this.#local++;
+    return total ?? readSum(this.#sumId, this.name);
   }
 
   /** Takes back `count` (default 1). Never blocks; ERR_GAUGE_UNDERFLOW if this object holds less. */

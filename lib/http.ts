@@ -61,7 +61,7 @@ function socketClosed(this: Socket): void {
  * @internal
  */
 export function countRequest(gauge: Gauge, req: IncomingMessage, res: ServerResponse): { busy: number; finish: () => void } {
-  gauge.release();
+  const busy = gauge.releaseAndRead();
   const socket = req.socket as Socket | null;
   let pending = socket === null ? undefined : onSocket.get(socket);
   let counted = true;
@@ -85,7 +85,6 @@ export function countRequest(gauge: Gauge, req: IncomingMessage, res: ServerResp
     }
     pending.add(finish);
   }
-  const busy = gauge.value;
   // Counted late (after an earlier middleware waited): it may be over already.
   if (res.writableFinished || res.closed || socket?.destroyed === true) finish();
   return { busy, finish };

@@ -72,6 +72,12 @@ export interface Binding {
   sumReset(id: number, generation: number, names: string[]): number;
   /** For the sum in the call slots: undefined (the total is in slot 1), or an errno; ESTALE when the shares must be listed again. */
   sum(): number | undefined;
+  /**
+   * Posts 1 to the semaphore in slot 0, then sums the sum in slot 1: undefined
+   * (the total is in slot 1), an errno (nothing posted), or -errno (posted,
+   * but the sum failed; -ESTALE when the shares must be listed again).
+   */
+  postAndSum(): number | undefined;
 
   /** 0 or an errno. */
   unlink(name: string): number;
@@ -133,22 +139,37 @@ export const binding: Binding = { ...load() };
 // The hot paths, called as the addon expects: the id goes into the call
 // slots rather than being passed, which would cost as much as the work.
 const callSlots = new Float64Array(binding.callSlots);
+// Local, as a use of the exported `binding` compiles to a load from `exports`.
+const { post, tryWait, sum, postAndSum } = binding;
 
 /** Posts 1 to semaphore `id`: undefined or an errno. */
 export function postHot(id: number): number | undefined {
   callSlots[0] = id;
-  return binding.post();
+  return post();
 }
 
 /** Takes 1 from semaphore `id`: undefined when taken, EAGAIN when the value is 0, or an errno. */
 export function tryWaitHot(id: number): number | undefined {
   callSlots[0] = id;
-  return binding.tryWait();
+  return tryWait();
 }
 
 /** The total of sum `id`, or -errno; -ESTALE when the shares must be listed again. */
 export function sumHot(id: number): number {
   callSlots[0] = id;
-  const err = binding.sum();
+  const err = sum();
   return err === undefined ? callSlots[1] : -err;
+}
+
+/**
+ * Posts 1 to semaphore `id`, then reads sum `sumId`: the total; -errno if
+ * nothing was posted; undefined if posted, but the total must be read again
+ * (the shares changed, or the sum failed: reading again says how).
+ */
+export function postAndSumHot(id: number, sumId: number): number | undefined {
+  callSlots[0] = id;
+  callSlots[1] = sumId;
+  const err = postAndSum();
+  if (err === undefined) return callSlots[1];
+  return err > 0 ? -err : undefined;
 }

@@ -61,6 +61,8 @@ test(`fuzz: every native entry point, ${calls} calls each, checked against a mod
   for (const result of ['undefined', '22', '75']) saw('postCount', result);
   for (const result of ['0', '22']) saw('wait', result);
   for (const result of ['undefined', '11']) saw('tryWait', result);
+  for (const result of ['undefined', '-116' /* posted, the sum stale */]) saw('postAndSum', result);
+  saw('closed.postAndSum', '9');
   for (const result of ['0', '22', '110']) saw('waitSync', result);
   for (const result of ['true', 'false']) saw('cancel', result);
   for (const m of ['post', 'postCount', 'tryWait', 'waitSync', 'wait']) saw(`closed.${m}`, '9');

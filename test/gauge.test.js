@@ -391,6 +391,29 @@ test('SIGKILL leaves the share behind; reap() removes it', async () => {
   }
 });
 
+test('releaseAndRead() adds 1 and returns the total over every process, also right after the shares change', async () => {
+  const name = uniqueName('g-rar');
+  const g = new Gauge(name);
+  try {
+    assert.equal(g.releaseAndRead(), 1);
+    const c = start('gauge-hold.js', [name, 3, 'idle']); // a new share: the set must be listed again
+    await expectLine(c, 'held');
+    assert.equal(g.releaseAndRead(), 5);
+    await c.kill();
+    assert.equal(g.releaseAndRead(), 6, 'a crash leaves its count until reaped');
+    assert.equal(g.reap(), 3);
+    assert.equal(g.releaseAndRead(), 4);
+    assert.equal(g.local, 4);
+    g.acquire(4);
+    assert.equal(g.value, 0);
+  } finally {
+    g.close();
+    removeGauge(name);
+  }
+  assert.throws(() => g.releaseAndRead(), { code: 'ERR_SEMAPHORE_CLOSED' });
+  assert.equal(g.local, 0);
+});
+
 // ---- 5. concurrent reapers ------------------------------------------------------------------
 
 test('reap() from 5 processes at once never removes a live share; the amounts sum to what was dead', async () => {

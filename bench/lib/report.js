@@ -37,6 +37,7 @@ const COMPARISONS = [
   { group: 'request', a: 'oursSem', b: 'oursGauge', label: 'ours (NamedSemaphore) ÷ ours (Gauge)' },
   { group: 'request', a: 'sab', b: 'oursGauge', label: 'SharedArrayBuffer + Atomics ÷ ours (Gauge)' },
   { group: 'request', a: 'python', b: 'oursSem', label: 'Python per request ÷ ours (NamedSemaphore)' },
+  { group: 'request', a: 'python', b: 'oursGaugeMw', label: 'Python per request ÷ ours (Gauge, as busyMiddleware counts: releaseAndRead + acquire)' },
   { group: 'cluster', a: 'aggregator', b: 'clusterValue', label: 'prom-client aggregator read ÷ gauge.value' },
   { group: 'cluster', a: 'clusterRead', b: 'clusterValue', label: 'Gauge.read(name) ÷ gauge.value' },
   { group: 'ping', a: 'waitSyncPing', b: 'cPing', label: 'waitSync() ping-pong ÷ C ping-pong' },
@@ -133,8 +134,9 @@ function whyMissed(results, comps) {
     out.push(
       `- **post + tryWait**: two no-op calls plus C's sem_post + sem_trywait alone come to ${fmtRatio(floor)} the no-op pair. ` +
         `A minimal binding with the semaphore bound as each function's data measures ${fmtRatio(ratio('calls', 'rawPostTry', 'noop2'))}, ` +
-        `but ${fmtRatio(ratio('calls', 'rawPostTryShared', 'noop2'))} once its call site has seen 8 semaphores. Ours passes the handle's id ` +
-        `to one set of functions: ${fmtRatio(ratio('calls', 'bindPostTry', 'noop2'))} for the binding alone, and sem.post() + sem.tryWait() ` +
+        `but ${fmtRatio(ratio('calls', 'rawPostTryShared', 'noop2'))} once its call site has seen 8 semaphores. Ours, one set of functions ` +
+        `that take the id through the call slots, measures ${fmtRatio(ratio('calls', 'bindPostTry', 'noop2'))} for the binding alone; ` +
+        `the TypeScript layer (closed check, errors) adds ${fmtRatio(ratio('calls', 'postTry', 'bindPostTry'))}, and sem.post() + sem.tryWait() ` +
         `cost ${fmtRatio(ratio('calls', 'postTryShared', 'postTry'))} as much after 8 semaphores were used through the same code as with one.`,
     );
   }
@@ -142,7 +144,8 @@ function whyMissed(results, comps) {
     out.push(
       `- **Gauge.value, 16 shares ÷ value**: value needs no call (it reads the counter word: ${ns('calls', 'value')}, ` +
         `${fmtRatio(ratio('calls', 'value', 'noop1'))} a no-op call), while Gauge.value is one call that sums the shares natively ` +
-        `(${ns('calls', 'gaugeV16')}; through the binding alone ${ns('calls', 'bindSum16')}, and ${ns('calls', 'bindSum1')} with 1 share: most of it is the call). ` +
+        `(${ns('calls', 'gaugeV16')}; ${ns('calls', 'gaugeV1')} with 1 share). Each share is a semaphore file of its own, so the 17 words ` +
+        `read sit at the same offset of 17 pages, which moves the 16-share figure from run to run by up to 40 %. ` +
         `Summing the words in JavaScript with Atomics.load instead costs ${ns('calls', 'protoGaugeV16')}.`,
     );
   }
@@ -169,8 +172,10 @@ function whyMissed(results, comps) {
   if (missed('python')) {
     out.push(
       `- **Python per request**: Python's pattern is three C calls on one semaphore (${ns('request', 'python')}). ` +
-        `Ours with a Gauge is two calls and a native sum over 4 shares (${ns('request', 'oursGauge')}); ` +
-        `with a NamedSemaphore, whose value needs no call, ${ns('request', 'oursSem')} (${fmtRatio(ratio('request', 'python', 'oursSem'))} faster than Python).`,
+        `Ours with a Gauge, done the same way, is three N-API calls, one of them a native sum over 4 shares (${ns('request', 'oursGauge')}). ` +
+        `As busyMiddleware counts a request, releaseAndRead() + acquire(), it is two calls: ${ns('request', 'oursGaugeMw')} ` +
+        `(${fmtRatio(ratio('request', 'python', 'oursGaugeMw'))} faster than Python); with a NamedSemaphore, whose value needs no call, ` +
+        `${ns('request', 'oursSem')} (${fmtRatio(ratio('request', 'python', 'oursSem'))}).`,
     );
   }
   return out;
@@ -379,7 +384,7 @@ function markdown(results, comps, svgName) {
     [
       '- **No-op N-API call**: a function of the bench-only addon `bench/noop` (plain N-API, built with node-gyp) that does nothing: the floor of any call from JavaScript into native code. The *minimal* post/tryWait/getvalue functions of the same addon do only the system call on a semaphore bound as the function\'s data, and return undefined (post, tryWait) or an int32 (getvalue). Bound functions are the leanest call while one call site sees one handle; *from a call site that has seen 8 handles* is the same call made through a wrapper class used with 8 such handles, as a library would make it: V8 can then no longer call the native function directly. That is why our binding takes the handle\'s id as an argument to one set of functions instead.',
       '- **C**: `bench/c/semloop.c`, built with `cc -O2`: the same operations in a loop, the same ping-pong between two processes, the same hammering.',
-      '- **Ours**: the public API from `dist/` (`NamedSemaphore`, `Gauge`); "our binding" calls the binding\'s functions directly (`binding.post(id)`), without the TypeScript layer, to show where the time goes. Gauge shares other than the reader\'s own live in another process.',
+      '- **Ours**: the public API from `dist/` (`NamedSemaphore`, `Gauge`); "our binding" calls the binding\'s functions directly (the id written into the call slots, then `binding.post()`), without the TypeScript layer, to show where the time goes. Gauge shares other than the reader\'s own live in another process.',
       '- **Per request** (the access-log pattern: one count raised at the start, read, lowered at the end): ours with a Gauge of 4 live shares; Python\'s `multiprocessing.Semaphore` in a python3 loop (methods bound to locals, which only helps Python); SharedArrayBuffer + Atomics (one process only, for scale); a counter file under proper-lockfile (`lockSync`, the fastest way it offers: no retries, no timers); Redis `INCR`, `GET`, `DECR` through ioredis, each awaited, against a redis-server of the bench\'s own on loopback (`--save \'\'`, no persistence).',
       '- **Cluster read**: a 2-worker `node:cluster`; the primary reads the workers\' count through prom-client\'s `AggregatorRegistry.clusterMetrics()` (IPC to each worker), or through a Gauge (its shares in /dev/shm).',
       '- **Ping-pong**: two processes, two semaphores; a round trip is two cross-process wake-ups. Ours uses `await wait()` on both sides, through io_uring where the machine allows it and, in a second pair, through waiter threads (`NAMED_SEMAPHORE_WAITER=thread`); or `waitSync()` on both, for diagnosis. The C pair and one wait() pair run again with both sides pinned to CPU 0 (`taskset -c 0`), since a wake-up across CPUs costs more on a VM.',
