@@ -1,6 +1,6 @@
 // named-semaphore/fastify: busyMiddleware as a Fastify plugin.
 import type { FastifyPluginCallback, FastifyRequest } from 'fastify';
-import { countRequest, gaugeGetter, type GaugeOrName } from './http';
+import { countRequest, gaugeGetter, type CountedRequest, type GaugeOrName } from './http';
 import * as validate from './validate';
 
 declare module 'fastify' {
@@ -35,17 +35,17 @@ export const busyPlugin: FastifyPluginCallback<BusyPluginOptions> = (fastify, op
   }
   // countRequest acquires once, on the raw response's 'finish' or 'close' or
   // its socket's 'close'; these hooks make sure, in Fastify's own terms.
-  const finishers = new WeakMap<FastifyRequest, () => void>();
+  const counts = new WeakMap<FastifyRequest, CountedRequest>();
   fastify.decorateRequest('busy', undefined);
   fastify.addHook('onRequest', (request, reply, next) => {
-    const { busy, finish } = countRequest(gauge(), request.raw, reply.raw);
-    finishers.set(request, finish);
-    request.busy = busy;
-    request.raw.busy = busy;
+    const counted = countRequest(gauge(), request.raw, reply.raw);
+    counts.set(request, counted);
+    request.busy = counted.busy;
+    request.raw.busy = counted.busy;
     next();
   });
   const finish = (request: FastifyRequest, next: () => void): void => {
-    finishers.get(request)?.();
+    counts.get(request)?.finish();
     next();
   };
   fastify.addHook('onResponse', (request, _reply, next) => finish(request, next));

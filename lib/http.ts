@@ -42,52 +42,87 @@ export function gaugeGetter(gaugeOrName: unknown, arg = 'gauge'): () => Gauge {
   };
 }
 
-// The requests counted on each connection, given back when it closes. The
-// response of a pipelined request still queued behind another one gets
-// neither 'finish' nor 'close' when the connection dies, so only the socket
-// tells. (A request's own 'close' says nothing: it fires once its body is read.)
-const onSocket = new WeakMap<Socket, Set<() => void>>();
+// Where a request's count lives: on its response (whose 'close' ends it), and
+// on its connection, given back when that closes. The response of a
+// pipelined request still queued behind another one gets neither 'finish'
+// nor 'close' when the connection dies, so only the socket tells. (A
+// request's own 'close' says nothing: it fires once its body is read.)
+// Symbol properties and shared listeners, not closures in a WeakMap of
+// Sets: per request, that hashing and allocation cost more than the count.
+const kCounted = Symbol('named-semaphore.counted');
+const kPending = Symbol('named-semaphore.pending');
+type CountedResponse = ServerResponse & { [kCounted]?: CountedRequest };
+type CountedSocket = Socket & { [kPending]?: CountedRequest[] };
 
-function socketClosed(this: Socket): void {
-  const pending = onSocket.get(this);
-  onSocket.delete(this);
-  if (pending !== undefined) for (const finish of pending) finish();
+/**
+ * One request counted in a gauge until `finish()`, which acquires it back
+ * exactly once. `busy` is the total in flight when it was counted, this
+ * request included.
+ * @internal
+ */
+export class CountedRequest {
+  #gauge: Gauge | null; // null once finished
+  readonly #socket: CountedSocket | null;
+  constructor(
+    gauge: Gauge,
+    readonly busy: number,
+    socket: CountedSocket | null,
+  ) {
+    this.#gauge = gauge;
+    this.#socket = socket;
+  }
+
+  finish(): void {
+    const gauge = this.#gauge;
+    if (gauge === null) return;
+    this.#gauge = null;
+    const pending = this.#socket?.[kPending];
+    const i = pending === undefined ? -1 : pending.indexOf(this);
+    if (pending !== undefined && i >= 0) {
+      // Order does not matter: the last one takes its place (no splice, which allocates).
+      pending[i] = pending[pending.length - 1];
+      pending.pop();
+    }
+    // A gauge closed meanwhile (by its owner, or at exit) gave its share back already.
+    if (!gauge.closed) gauge.acquire();
+  }
+}
+
+function responseClosed(this: CountedResponse): void {
+  this[kCounted]?.finish();
+}
+
+function socketClosed(this: CountedSocket): void {
+  const pending = this[kPending];
+  this[kPending] = undefined;
+  if (pending !== undefined) for (const counted of pending) counted.finish();
 }
 
 /**
  * Counts a request in the gauge until its response ends or its connection
- * closes, or `finish` is called, exactly once. `busy` is the total in flight,
- * this request included.
+ * closes, or the result's `finish()` is called, exactly once.
  * @internal
  */
-export function countRequest(gauge: Gauge, req: IncomingMessage, res: ServerResponse): { busy: number; finish: () => void } {
-  const busy = gauge.releaseAndRead();
-  const socket = req.socket as Socket | null;
-  let pending = socket === null ? undefined : onSocket.get(socket);
-  let counted = true;
-  const finish = (): void => {
-    if (!counted) return;
-    counted = false;
-    pending?.delete(finish);
-    // A gauge closed meanwhile (by its owner, or at exit) gave its share back already.
-    if (!gauge.closed) gauge.acquire();
-  };
+export function countRequest(gauge: Gauge, req: IncomingMessage, res: ServerResponse): CountedRequest {
+  const socket = req.socket as CountedSocket | null;
+  const counted = new CountedRequest(gauge, gauge.releaseAndRead(), socket);
   // A response always ends with 'close': right after the response went out,
   // or when the connection closed first (client abort, socket error or
   // timeout, a destroyed response). One plain listener, never removed (it
   // goes with the response), is the cheapest way to hear it.
-  res.on('close', finish);
+  (res as CountedResponse)[kCounted] = counted;
+  res.on('close', responseClosed);
   if (socket !== null) {
+    let pending = socket[kPending];
     if (pending === undefined) {
-      pending = new Set();
-      onSocket.set(socket, pending);
+      pending = socket[kPending] = [];
       socket.once('close', socketClosed);
     }
-    pending.add(finish);
+    pending.push(counted);
   }
   // Counted late (after an earlier middleware waited): it may be over already.
-  if (res.writableFinished || res.closed || socket?.destroyed === true) finish();
-  return { busy, finish };
+  if (res.writableFinished || res.closed || socket?.destroyed === true) counted.finish();
+  return counted;
 }
 
 type Next = (err?: unknown) => void;
