@@ -417,15 +417,15 @@ async function main() {
     }
     const autocannon = require('autocannon');
     const script = path.join(__dirname, 'workers', 'http-server.js');
-    const plain = rpc.start(script, ['plain']);
-    const busy = rpc.start(script, ['busy', setup.semName('http')]);
+    const server = rpc.start(script, [setup.semName('http')]);
     try {
-      const ports = { plain: await plain.call('port'), busy: await busy.call('port') };
+      const port = await server.call('port');
       // Besides requests per second (what the target is about, but on 2 cores
       // the client and the server share the CPU), the server's own CPU time
       // per request, which the rest of the machine disturbs less.
       const cpuPerRequest = { httpPlain: [], httpBusy: [] };
-      const hit = async (id, server, port) => {
+      const hit = async (id, mode) => {
+        await server.call('mode', { mode });
         const cpu0 = await server.call('cpu');
         const r = await autocannon({ url: `http://127.0.0.1:${port}/`, connections: 10, duration: CFG.httpSeconds });
         const cpu1 = await server.call('cpu');
@@ -434,8 +434,8 @@ async function main() {
         return r.requests.total / (r.duration || CFG.httpSeconds);
       };
       const cases = [
-        { id: 'httpPlain', label: 'node:http, 1 process', unit: 'req/s', rate: () => hit('httpPlain', plain, ports.plain) },
-        { id: 'httpBusy', label: 'node:http, 1 process, with busyMiddleware', unit: 'req/s', rate: () => hit('httpBusy', busy, ports.busy) },
+        { id: 'httpPlain', label: 'node:http, 1 process', unit: 'req/s', rate: () => hit('httpPlain', 'plain') },
+        { id: 'httpBusy', label: 'node:http, 1 process, with busyMiddleware', unit: 'req/s', rate: () => hit('httpBusy', 'busy') },
       ];
       const measured = await measureGroup(cases, { rounds: CFG.httpRounds, batches: 1, batchMs: 0, log });
       // One sample per round (after the warm-up one), in the same rounds.
@@ -480,7 +480,7 @@ async function main() {
           `${(1e6 / measured.get('httpPlain').median).toFixed(0)} µs of wall time here, so 2 % is about ${(2e4 / measured.get('httpPlain').median).toFixed(1)} µs.`,
       );
     } finally {
-      await Promise.all([plain.stop(), busy.stop()]);
+      await server.stop();
     }
   });
 
