@@ -159,8 +159,10 @@ struct LoopWaits {
 struct CallSlots {
   static constexpr size_t kCount = 2;
   double values[kCount] = {};
-  // The EnvData's and the ArrayBuffer's: a buffer that JavaScript detaches
-  // (transfers) takes the memory along, so it lives until both are done.
+  // The EnvData's and the ArrayBuffer's finalizer's, which may run first at
+  // teardown. A buffer that JavaScript detached (transfer()) may live on,
+  // with this memory, in another buffer no finalizer of ours follows: then
+  // the EnvData keeps its reference for good (see TearDown).
   std::atomic<int> refs{2};
   void Unref() {
     if (refs.fetch_sub(1) == 1) delete this;
@@ -171,9 +173,9 @@ struct CallSlots {
 // bound as the data of every module function.
 struct EnvData {
   napi_env env = nullptr;
-  // The call slots' values. Where the runtime allows no external ArrayBuffer,
-  // they live in an ordinary one (slots_buffer), whose memory V8 owns: then
-  // each call first checks that it is still attached.
+  // The call slots, in an external ArrayBuffer held until teardown. Where
+  // the runtime allows none, they live in an ordinary one, whose memory V8
+  // owns (slots is nullptr): then each call first checks it is attached.
   CallSlots* slots = nullptr;
   napi_ref slots_buffer = nullptr;
   LoopWaits* loop = nullptr;
@@ -191,8 +193,9 @@ struct EnvData {
   }
 };
 
-// This thread's environment, if it is the first here to load the addon (Node
-// runs one environment per thread): the hot paths then find it without
+// The EnvData of the first load of the addon on this thread (Node runs one
+// environment per thread; a second load has its own napi_env, and finds its
+// EnvData through napi_get_cb_info): the hot paths then find it without
 // napi_get_cb_info, which costs them about 4 ns of their 25.
 thread_local EnvData* first_env_here = nullptr;
 
@@ -495,6 +498,21 @@ void CloseLoopWaits(napi_async_cleanup_hook_handle hook, void* arg) {
   uv_close(reinterpret_cast<uv_handle_t*>(&loop->timer), on_closed);
 }
 
+// Whether JavaScript detached the call slots' buffer (transfer()).
+bool SlotsDetached(EnvData* data) {
+  napi_env env = data->env;
+  napi_handle_scope scope;                                          // a cleanup hook has none
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return true;  // unknown: keep the memory
+  napi_value buffer;
+  bool detached = true;
+  if (napi_get_reference_value(env, data->slots_buffer, &buffer) != napi_ok || buffer == nullptr ||
+      napi_is_detached_arraybuffer(env, buffer, &detached) != napi_ok) {
+    detached = true;
+  }
+  napi_close_handle_scope(env, scope);
+  return detached;
+}
+
 void TearDown(void* arg) {
   EnvData* data = static_cast<EnvData*>(arg);
   // Stop every waiter thread before the threadsafe function goes away.
@@ -503,8 +521,12 @@ void TearDown(void* arg) {
   data->torn_down = true;
   if (data->settle_fn != nullptr) napi_delete_reference(data->env, data->settle_fn);
   data->settle_fn = nullptr;
-  if (data->slots_buffer != nullptr) napi_delete_reference(data->env, data->slots_buffer);
-  data->slots_buffer = nullptr;
+  if (data->slots_buffer != nullptr) {
+    // Detached by JavaScript: its memory may be in use elsewhere; never free it.
+    if (data->slots != nullptr && SlotsDetached(data)) data->slots = nullptr;
+    napi_delete_reference(data->env, data->slots_buffer);
+    data->slots_buffer = nullptr;
+  }
   if (first_env_here == data) first_env_here = nullptr;
   napi_release_threadsafe_function(data->tsfn, napi_tsfn_abort);
   MaybeFreeEnvData(data);
@@ -975,20 +997,21 @@ void UnrefCallSlots(napi_env, void*, void* slots) { static_cast<CallSlots*>(slot
 
 // The call slots' buffer, or nullptr (out of memory).
 napi_value NewCallSlots(napi_env env, EnvData* data) {
+  constexpr size_t kBytes = sizeof(double) * CallSlots::kCount;
   napi_value buffer;
   CallSlots* slots = new CallSlots();
-  if (napi_create_external_arraybuffer(env, slots->values, sizeof slots->values, UnrefCallSlots,
-                                       slots, &buffer) == napi_ok) {
+  napi_status status =
+      napi_create_external_arraybuffer(env, slots->values, kBytes, UnrefCallSlots, slots, &buffer);
+  if (status == napi_ok) {
     data->slots = slots;
-    return buffer;
+  } else if (status == napi_no_external_buffers_allowed) {
+    delete slots;  // V8 owns the memory (see EnvData::slots)
+    void* values;
+    if (napi_create_arraybuffer(env, kBytes, &values, &buffer) != napi_ok) return nullptr;
+  } else {
+    return nullptr;  // not freed: a finalizer may know it
   }
-  delete slots;
-  // Not allowed in this runtime: V8 owns the memory (see EnvData::slots).
-  void* values;
-  if (napi_create_arraybuffer(env, sizeof slots->values, &values, &buffer) != napi_ok ||
-      napi_create_reference(env, buffer, 1, &data->slots_buffer) != napi_ok) {
-    return nullptr;
-  }
+  if (napi_create_reference(env, buffer, 1, &data->slots_buffer) != napi_ok) return nullptr;
   return buffer;
 }
 

@@ -117,3 +117,13 @@ test('two handles on one name close independently; close() with waits pending re
   assert.equal(sem.value, 0);
   sem.close();
 });
+
+test('call slots detached by transfer() in a worker outlive it: the memory is never freed under the buffer', async () => {
+  // ArrayBuffer.prototype.transfer needs a V8 flag on Node 20.
+  const flags = typeof ArrayBuffer.prototype.transfer === 'function' ? [] : ['--harmony-rab-gsab-transfer'];
+  const r = await run(process.execPath, [...flags, '--expose-gc', fixture('call-slots-transfer.js')]);
+  assert.equal(r.signal, null, r.stderr);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.deepEqual(out, { code: 0, length: 16, after: [1.5, 2.5], junk: 10000 });
+});
