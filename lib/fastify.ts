@@ -33,8 +33,8 @@ export const busyPlugin: FastifyPluginCallback<BusyPluginOptions> = (fastify, op
     done(error as Error);
     return;
   }
-  // countRequest acquires once, on the raw response's 'finish' or 'close' or
-  // its socket's 'close'; these hooks make sure, in Fastify's own terms.
+  // countRequest acquires once, on the raw response's 'close' or its
+  // socket's 'close'; these hooks make sure, in Fastify's own terms.
   const counts = new WeakMap<FastifyRequest, CountedRequest>();
   fastify.decorateRequest('busy', undefined);
   fastify.addHook('onRequest', (request, reply, next) => {

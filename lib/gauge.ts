@@ -207,13 +207,19 @@ export class Gauge {
   /**
    * Adds 1 for this object and returns the total over every process, this 1
    * included: release() then value, in one native call (what busyMiddleware
-   * does for each request).
+   * does for each request). If it throws, nothing changed.
    */
   releaseAndRead(): number {
     const total = postAndSumHot(this.#open(), this.#sumId);
     if (total !== undefined && total < 0) throw new SemaphoreError(-total, 'sem_post', this.name);
     this.#local++;
-    return total ?? readSum(this.#sumId, this.name);
+    if (total !== undefined) return total;
+    try {
+      return readSum(this.#sumId, this.name); // the shares changed: list them again
+    } catch (error) {
+      this.acquire();
+      throw error;
+    }
   }
 
   /** Takes back `count` (default 1). Never blocks; ERR_GAUGE_UNDERFLOW if this object holds less. */

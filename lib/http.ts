@@ -49,9 +49,11 @@ export function gaugeGetter(gaugeOrName: unknown, arg = 'gauge'): () => Gauge {
 // request's own 'close' says nothing: it fires once its body is read.)
 // Symbol properties and shared listeners, not closures in a WeakMap of
 // Sets: per request, that hashing and allocation cost more than the count.
+// A response may be counted in several gauges (one busyMiddleware per app,
+// another per route), so each keeps a list.
 const kCounted = Symbol('named-semaphore.counted');
 const kPending = Symbol('named-semaphore.pending');
-type CountedResponse = ServerResponse & { [kCounted]?: CountedRequest };
+type CountedResponse = ServerResponse & { [kCounted]?: CountedRequest[] };
 type CountedSocket = Socket & { [kPending]?: CountedRequest[] };
 
 /**
@@ -89,7 +91,8 @@ export class CountedRequest {
 }
 
 function responseClosed(this: CountedResponse): void {
-  this[kCounted]?.finish();
+  const counted = this[kCounted];
+  if (counted !== undefined) for (const c of counted) c.finish();
 }
 
 function socketClosed(this: CountedSocket): void {
@@ -110,8 +113,13 @@ export function countRequest(gauge: Gauge, req: IncomingMessage, res: ServerResp
   // or when the connection closed first (client abort, socket error or
   // timeout, a destroyed response). One plain listener, never removed (it
   // goes with the response), is the cheapest way to hear it.
-  (res as CountedResponse)[kCounted] = counted;
-  res.on('close', responseClosed);
+  const onResponse = (res as CountedResponse)[kCounted];
+  if (onResponse !== undefined) {
+    onResponse.push(counted);
+  } else {
+    (res as CountedResponse)[kCounted] = [counted];
+    res.on('close', responseClosed);
+  }
   if (socket !== null) {
     let pending = socket[kPending];
     if (pending === undefined) {

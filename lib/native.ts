@@ -131,7 +131,7 @@ function isMusl(): boolean {
   return !report.header?.glibcVersionRuntime;
 }
 
-// A copy: the addon's exports object, its twenty properties set through
+// A copy: the addon's exports object, its 21 properties set through
 // N-API, is in V8's dictionary mode, where each `binding.post` is a slow
 // lookup (about 6 ns, a fifth of a hot call); an object literal's are fast.
 export const binding: Binding = { ...load() };

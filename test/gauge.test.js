@@ -7,6 +7,8 @@ const { after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const { spawn } = require('node:child_process');
+const path = require('node:path');
+const { newShareName, selfIdentity } = require('../dist/shares');
 const { Gauge, NamedSemaphore, SEM_VALUE_MAX } = require('..');
 const { uniqueName, leftovers, fixture, runNode, sleep, until } = require('./helpers');
 
@@ -412,6 +414,28 @@ test('releaseAndRead() adds 1 and returns the total over every process, also rig
   }
   assert.throws(() => g.releaseAndRead(), { code: 'ERR_SEMAPHORE_CLOSED' });
   assert.equal(g.local, 0);
+});
+
+test('releaseAndRead() that cannot read the total changes nothing', () => {
+  const name = uniqueName('g-rarfail');
+  const g = new Gauge(name);
+  // A share listed under this live process that cannot be opened (a
+  // directory where its file would be); a second Gauge then changes the set,
+  // so the next read lists the shares again and fails.
+  const blocker = path.join('/dev/shm', `sem.${newShareName(name, selfIdentity()).slice(1)}`);
+  fs.mkdirSync(blocker);
+  const other = new Gauge(name);
+  try {
+    assert.throws(() => g.releaseAndRead(), (e) => e.syscall === 'sem_open' && typeof e.code === 'string');
+    assert.equal(g.local, 0);
+    fs.rmdirSync(blocker);
+    assert.equal(g.value, 0, 'the post was taken back');
+  } finally {
+    fs.rmSync(blocker, { recursive: true, force: true });
+    other.close();
+    g.close();
+    removeGauge(name);
+  }
 });
 
 // ---- 5. concurrent reapers ------------------------------------------------------------------

@@ -327,6 +327,39 @@ test('busyMiddleware in one process: a Gauge object, next(), req.busy, arguments
   }
 });
 
+test('two busyMiddleware on one response (an app-wide gauge and a per-route one) both give back when it ends, on a kept-alive connection', async () => {
+  const [all, api] = [new Gauge(uniqueName('http-all')), new Gauge(uniqueName('http-api'))];
+  const [countAll, countApi] = [busyMiddleware(all), busyMiddleware(api)];
+  const server = http.createServer((req, res) => {
+    countAll(req, res);
+    countApi(req, res);
+    res.end(`${all.local} ${api.local}`);
+  });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    for (let i = 0; i < 3; i++) {
+      const body = await new Promise((resolve, reject) => {
+        http.get({ port: server.address().port, agent }, (res) => {
+          let text = '';
+          res.on('data', (d) => (text += d));
+          res.on('end', () => resolve(text));
+        }).on('error', reject);
+      });
+      assert.equal(body, '1 1', 'both count the request while it runs');
+      // The connection stays open: only the response's end gives them back.
+      assert.ok(await until(() => all.local === 0 && api.local === 0, 1000), `request ${i}: locals ${all.local} and ${api.local}`);
+    }
+  } finally {
+    agent.destroy();
+    server.close();
+    for (const g of [all, api]) {
+      g.close();
+      Gauge.unlink(g.name);
+    }
+  }
+});
+
 test('reapEvery and reapOnWorkerExit: stop functions; a gauge that does not exist yet is fine', async () => {
   const name = uniqueName('http-reap');
   try {
