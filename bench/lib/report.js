@@ -144,8 +144,9 @@ function whyMissed(results, comps) {
     out.push(
       `- **Gauge.value, 16 shares ÷ value**: value needs no call (it reads the counter word: ${ns('calls', 'value')}, ` +
         `${fmtRatio(ratio('calls', 'value', 'noop1'))} a no-op call), while Gauge.value is one call that sums the shares natively ` +
-        `(${ns('calls', 'gaugeV16')}; ${ns('calls', 'gaugeV1')} with 1 share). Each share is a semaphore file of its own, so the 17 words ` +
-        `read sit at the same offset of 17 pages, which moves the 16-share figure from run to run by up to 40 %. ` +
+        `(${ns('calls', 'gaugeV16')}; ${ns('calls', 'gaugeV1')} with 1 share). The 16-share figure moves from run to run ` +
+        `(2.8× to 3.9× over ten runs of --only=calls): each share is a semaphore file of its own, so a read touches 17 pages, ` +
+        `and where they land is the likeliest cause (not confirmed: this VM has no hardware counters). ` +
         `Summing the words in JavaScript with Atomics.load instead costs ${ns('calls', 'protoGaugeV16')}.`,
     );
   }
