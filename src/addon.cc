@@ -627,12 +627,12 @@ double* SlotValues(napi_env env, EnvData* data) {
   return static_cast<double*>(values);
 }
 
-// Takes the id JavaScript left in slot 0; 0 (never an id) for anything that
-// is not one. The slot is cleared, so a call that did not set it fails
-// rather than acting on the previous caller's handle.
-uint64_t TakeSlotId(double* slots) {
-  double d = slots[0];
-  slots[0] = 0;
+// Takes the id JavaScript left in slot i (0 unless a call takes two); 0
+// (never an id) for anything that is not one. The slot is cleared, so a call
+// that did not set it fails rather than acting on the previous caller's handle.
+uint64_t TakeSlotId(double* slots, size_t i = 0) {
+  double d = slots[i];
+  slots[i] = 0;
   return d >= 1 && d <= kMaxSafeInteger ? static_cast<uint64_t>(d) : 0;
 }
 
@@ -816,12 +816,8 @@ napi_value PostAndSum(napi_env env, napi_callback_info info) {
   EnvData* data = CallerData(env, info);
   double* slots = SlotValues(env, data);
   if (slots == nullptr) return Int(env, kBadHandle);
-  sem_t* sem = data->handles.FindSemaphore(TakeSlotId(slots));
-  double sum_id = slots[1];
-  slots[1] = 0;
-  SumHandle* h = sum_id >= 1 && sum_id <= kMaxSafeInteger
-                     ? FindById<SumHandle>(data, static_cast<uint64_t>(sum_id))
-                     : nullptr;
+  sem_t* sem = data->handles.FindSemaphore(TakeSlotId(slots, 0));
+  SumHandle* h = FindById<SumHandle>(data, TakeSlotId(slots, 1));
   if (sem == nullptr || h == nullptr) return Int(env, kBadHandle);
   int err = nsem::PostOne(sem);
   if (err != 0) return Int(env, err);
