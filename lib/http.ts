@@ -47,14 +47,16 @@ export function gaugeGetter(gaugeOrName: unknown, arg = 'gauge'): () => Gauge {
 // pipelined request still queued behind another one gets neither 'finish'
 // nor 'close' when the connection dies, so only the socket tells. (A
 // request's own 'close' says nothing: it fires once its body is read.)
-// Symbol properties and shared listeners, not closures in a WeakMap of
-// Sets: per request, that hashing and allocation cost more than the count.
-// A response may be counted in several gauges (one busyMiddleware per app,
-// another per route), so each keeps a list.
+// Per request, one object linked into two lists under symbol properties,
+// with shared listeners: a closure, a Set or a WeakMap per request, and even
+// an array, cost more than the count itself. A response may be counted in
+// several gauges (one busyMiddleware per app, another per route).
 const kCounted = Symbol('named-semaphore.counted');
 const kPending = Symbol('named-semaphore.pending');
-type CountedResponse = ServerResponse & { [kCounted]?: CountedRequest[] };
-type CountedSocket = Socket & { [kPending]?: CountedRequest[] };
+type CountedResponse = ServerResponse & { [kCounted]?: CountedRequest };
+// On a socket: undefined until its 'close' listener is added, then the list's
+// head, or null when it is empty.
+type CountedSocket = Socket & { [kPending]?: CountedRequest | null };
 
 /**
  * One request counted in a gauge until `finish()`, which acquires it back
@@ -65,40 +67,64 @@ type CountedSocket = Socket & { [kPending]?: CountedRequest[] };
 export class CountedRequest {
   #gauge: Gauge | null; // null once finished
   readonly #socket: CountedSocket | null;
+  // The other counts of the same response (a list that only grows).
+  #nextOnResponse: CountedRequest | undefined;
+  // The unfinished counts of the same connection (doubly linked: leaving is
+  // O(1) and allocates nothing).
+  #prevOnSocket: CountedRequest | undefined;
+  #nextOnSocket: CountedRequest | undefined;
+
   constructor(
     gauge: Gauge,
     readonly busy: number,
+    res: CountedResponse,
     socket: CountedSocket | null,
   ) {
     this.#gauge = gauge;
     this.#socket = socket;
+    // A response always ends with 'close': right after the response went
+    // out, or when the connection closed first (client abort, socket error
+    // or timeout, a destroyed response). One plain listener, never removed
+    // (it goes with the response), is the cheapest way to hear it.
+    this.#nextOnResponse = res[kCounted];
+    if (this.#nextOnResponse === undefined) res.on('close', CountedRequest.#responseClosed);
+    res[kCounted] = this;
+    if (socket !== null) {
+      const head = socket[kPending];
+      if (head === undefined) socket.once('close', CountedRequest.#socketClosed);
+      else if (head !== null) head.#prevOnSocket = this;
+      this.#nextOnSocket = head ?? undefined;
+      socket[kPending] = this;
+    }
   }
 
   finish(): void {
     const gauge = this.#gauge;
     if (gauge === null) return;
     this.#gauge = null;
-    const pending = this.#socket?.[kPending];
-    const i = pending === undefined ? -1 : pending.indexOf(this);
-    if (pending !== undefined && i >= 0) {
-      // Order does not matter: the last one takes its place (no splice, which allocates).
-      pending[i] = pending[pending.length - 1];
-      pending.pop();
-    }
+    const prev = this.#prevOnSocket;
+    const next = this.#nextOnSocket;
+    if (prev !== undefined) prev.#nextOnSocket = next;
+    else if (this.#socket !== null && this.#socket[kPending] === this) this.#socket[kPending] = next ?? null;
+    if (next !== undefined) next.#prevOnSocket = prev;
+    this.#prevOnSocket = this.#nextOnSocket = undefined;
     // A gauge closed meanwhile (by its owner, or at exit) gave its share back already.
     if (!gauge.closed) gauge.acquire();
   }
-}
 
-function responseClosed(this: CountedResponse): void {
-  const counted = this[kCounted];
-  if (counted !== undefined) for (const c of counted) c.finish();
-}
+  static #responseClosed(this: CountedResponse): void {
+    for (let c = this[kCounted]; c !== undefined; c = c.#nextOnResponse) c.finish();
+  }
 
-function socketClosed(this: CountedSocket): void {
-  const pending = this[kPending];
-  this[kPending] = undefined;
-  if (pending !== undefined) for (const counted of pending) counted.finish();
+  static #socketClosed(this: CountedSocket): void {
+    let c = this[kPending];
+    this[kPending] = null;
+    while (c != null) {
+      const next = c.#nextOnSocket;
+      c.finish();
+      c = next;
+    }
+  }
 }
 
 /**
@@ -108,26 +134,7 @@ function socketClosed(this: CountedSocket): void {
  */
 export function countRequest(gauge: Gauge, req: IncomingMessage, res: ServerResponse): CountedRequest {
   const socket = req.socket as CountedSocket | null;
-  const counted = new CountedRequest(gauge, gauge.releaseAndRead(), socket);
-  // A response always ends with 'close': right after the response went out,
-  // or when the connection closed first (client abort, socket error or
-  // timeout, a destroyed response). One plain listener, never removed (it
-  // goes with the response), is the cheapest way to hear it.
-  const onResponse = (res as CountedResponse)[kCounted];
-  if (onResponse !== undefined) {
-    onResponse.push(counted);
-  } else {
-    (res as CountedResponse)[kCounted] = [counted];
-    res.on('close', responseClosed);
-  }
-  if (socket !== null) {
-    let pending = socket[kPending];
-    if (pending === undefined) {
-      pending = socket[kPending] = [];
-      socket.once('close', socketClosed);
-    }
-    pending.push(counted);
-  }
+  const counted = new CountedRequest(gauge, gauge.releaseAndRead(), res, socket);
   // Counted late (after an earlier middleware waited): it may be over already.
   if (res.writableFinished || res.closed || socket?.destroyed === true) counted.finish();
   return counted;

@@ -360,6 +360,33 @@ test('two busyMiddleware on one response (an app-wide gauge and a per-route one)
   }
 });
 
+test('counts on one connection finished in any order: the rest give back when it closes, each exactly once', () => {
+  // Out of order, as when one of several counts is finished by hand (the
+  // Fastify plugin does): what the connection's close finds must be exact.
+  const { countRequest } = require('../dist/http');
+  const { EventEmitter } = require('node:events');
+  const g = new Gauge(uniqueName('http-order'));
+  try {
+    for (const order of [[0, 1, 2, 3], [3, 2, 1, 0], [3, 2], [2, 3], [1], [2, 0], [1, 3], []]) {
+      const socket = Object.assign(new EventEmitter(), { destroyed: false });
+      const counts = [0, 1, 2, 3].map(() => {
+        const res = Object.assign(new EventEmitter(), { writableFinished: false, closed: false });
+        return countRequest(g, { socket }, res);
+      });
+      assert.equal(g.local, 4);
+      for (const i of order) counts[i].finish();
+      for (const i of order) counts[i].finish(); // again: nothing more
+      assert.equal(g.local, 4 - order.length, `after finishing ${order}`);
+      socket.emit('close');
+      assert.equal(g.local, 0, `after finishing ${order} and closing`);
+      assert.equal(socket.listenerCount('close'), 0);
+    }
+  } finally {
+    g.close();
+    Gauge.unlink(g.name);
+  }
+});
+
 test('reapEvery and reapOnWorkerExit: stop functions; a gauge that does not exist yet is fine', async () => {
   const name = uniqueName('http-reap');
   try {
