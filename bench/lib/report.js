@@ -43,6 +43,7 @@ const COMPARISONS = [
   { group: 'ping', a: 'waitSyncPing', b: 'cPing', label: 'waitSync() ping-pong ÷ C ping-pong' },
   { group: 'ping', a: 'waitThreadPing', b: 'waitPing', label: 'wait() ping-pong with waiter threads ÷ the default' },
   { group: 'ping', a: 'socketPing', b: 'waitPing', label: "Node's Unix-socket ping-pong ÷ wait() ping-pong" },
+  { group: 'http', a: 'httpPlainAgain', b: 'httpPlain', label: 'req/s plain ÷ plain: the A/A control, two identical cases' },
   { group: 'httpCpu', a: 'httpBusyCpu', b: 'httpPlainCpu', label: 'server CPU per request, busyMiddleware ÷ plain' },
   { group: 'httpMicro', a: 'mwBusy', b: 'mwBase', label: 'in-process request objects, busyMiddleware ÷ none' },
   { group: 'hammer', a: 'hammer1', b: 'cHammer', label: 'throughput, 1 process ÷ C' },
@@ -162,12 +163,25 @@ function whyMissed(results, comps) {
   if (missed('httpBusy')) {
     const own = med('httpMicro', 'mwBusy') - med('httpMicro', 'mwBase');
     const perRequest = 1e9 / med('http', 'httpPlain');
-    const plain = byGroup.get('http').cases.get('httpPlain').values;
+    const cases = byGroup.get('http').cases;
+    const plain = cases.get('httpPlain').values;
     const swing = (Math.max(...plain) - Math.min(...plain)) / med('http', 'httpPlain');
+    let control = '';
+    if (cases.has('httpPlainAgain')) {
+      const aa = pairedRatio(cases.get('httpPlainAgain'), cases.get('httpPlain'));
+      const busy = pairedRatio(cases.get('httpBusy'), cases.get('httpPlain')).ratio;
+      const low = Math.min(...aa.ratios);
+      control =
+        ` The A/A control, the plain server measured as two cases, came out ${fmtRatio(aa.ratio)}, its rounds ranging ` +
+        `${fmtRatio(low)}–${fmtRatio(Math.max(...aa.ratios))}; ` +
+        (busy < low
+          ? `busyMiddleware's ${fmtRatio(busy)} lies below that range, so its cost is not this measurement's noise.`
+          : `busyMiddleware's ${fmtRatio(busy)} lies within it, so this run cannot tell its cost from noise.`);
+    }
     out.push(
       `- **busyMiddleware**: its own work measures ${fmtUnitValue(own, 'ns')} a request in-process, ` +
         `${sig((own / perRequest) * 100, 2)} % of the ${fmtUnitValue(perRequest, 'ns')} a request takes at ${sig(med('http', 'httpPlain'))} req/s; ` +
-        `meanwhile the plain server's req/s alone ranged over ${sig(swing * 100, 2)} % of its median from round to round.`,
+        `meanwhile the plain server's req/s alone ranged over ${sig(swing * 100, 2)} % of its median from round to round.${control}`,
     );
   }
   if (missed('python')) {
