@@ -111,8 +111,24 @@ function load(): Binding {
   } catch (error) {
     // One clear message, not node-gyp-build's stack (Node prints the throwing
     // line too, hence the message is built elsewhere).
-    throw new Error(noBinaryMessage(String((error as Error)?.message ?? error).split('\n')[0]));
+    throw new Error(loadFailureMessage(String((error as Error)?.message ?? error).split('\n')[0]));
   }
+}
+
+/**
+ * What a failure to load the addon means, and what to do about it.
+ * @internal (exported for tests)
+ */
+export function loadFailureMessage(detail: string): string {
+  // The addon keeps its per-thread state in glibc's static TLS (see
+  // first_env_here in src/addon.cc): a build from source would fail alike.
+  if (detail.includes('static TLS')) {
+    return (
+      `named-semaphore: the addon could not be loaded: glibc has no static TLS space left for it (${detail}); ` +
+      'on glibc 2.32 or later, start Node with GLIBC_TUNABLES=glibc.rtld.optional_static_tls=4096 to reserve more.'
+    );
+  }
+  return noBinaryMessage(detail);
 }
 
 function noBinaryMessage(detail: string): string {

@@ -200,8 +200,14 @@ struct EnvData {
 // Initial-exec: read with one instruction rather than a call to
 // __tls_get_addr, another 2-3 ns. It takes 8 bytes of the static TLS that
 // glibc reserves for libraries loaded later; were that used up, loading the
-// addon would fail ("cannot allocate memory in static TLS block").
-thread_local EnvData* first_env_here __attribute__((tls_model("initial-exec"))) = nullptr;
+// addon fails with "cannot allocate memory in static TLS block" (lib/native.ts
+// says what to do). musl refuses initial-exec TLS in a library it loads later.
+#if defined(__GLIBC__)
+#define NSEM_INITIAL_EXEC __attribute__((tls_model("initial-exec")))
+#else
+#define NSEM_INITIAL_EXEC
+#endif
+thread_local EnvData* first_env_here NSEM_INITIAL_EXEC = nullptr;
 
 // An open semaphore.
 struct Handle : Bound {

@@ -280,6 +280,18 @@ describe('prebuild', { skip: !supported && `prebuilds are made for linux-x64 onl
 });
 
 describe('no binary', { skip: !supported && `this checks the linux-x64 message, this is ${platform}` }, () => {
+  test('an addon that glibc cannot load for want of static TLS gets advice that fits, not a rebuild', () => {
+    const { loadFailureMessage } = require('../dist/native');
+    // What dlopen says (glibc's own wording) when its static TLS reserve is used up.
+    const tls = loadFailureMessage('/x/named_semaphore.node: cannot allocate memory in static TLS block');
+    assert.match(tls, /no static TLS space left/);
+    assert.match(tls, /GLIBC_TUNABLES=glibc\.rtld\.optional_static_tls=/);
+    assert.doesNotMatch(tls, /rebuild|no prebuilt binary/);
+    assert.ok(!tls.includes('\n'), 'one line');
+    // Anything else: no binary fits.
+    assert.match(loadFailureMessage('No native build was found'), /^named-semaphore: no prebuilt binary fits/);
+  });
+
   test('requiring a package with neither prebuild nor build fails with one clear message', () => {
     const dir = packageFolder('no-binary', null);
     const r = runNode(['-e', `require(${JSON.stringify(dir)})`]);
