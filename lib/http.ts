@@ -133,7 +133,7 @@ export class CountedRequest {
  * @internal
  */
 export function countRequest(gauge: Gauge, req: IncomingMessage, res: ServerResponse): CountedRequest {
-  const socket = req.socket as CountedSocket | null;
+  const socket = (req.socket ?? null) as CountedSocket | null; // a mock request may have none
   const counted = new CountedRequest(gauge, gauge.releaseAndRead(), res, socket);
   // Counted late (after an earlier middleware waited): it may be over already.
   if (res.writableFinished || res.closed || socket?.destroyed === true) counted.finish();

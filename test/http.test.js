@@ -366,13 +366,15 @@ test('counts on one connection finished in any order: the rest give back when it
   const { countRequest } = require('../dist/http');
   const { EventEmitter } = require('node:events');
   const g = new Gauge(uniqueName('http-order'));
+  const countFour = (socket) =>
+    [0, 1, 2, 3].map(() => countRequest(g, { socket }, Object.assign(new EventEmitter(), { writableFinished: false, closed: false })));
   try {
     for (const order of [[0, 1, 2, 3], [3, 2, 1, 0], [3, 2], [2, 3], [1], [2, 0], [1, 3], []]) {
       const socket = Object.assign(new EventEmitter(), { destroyed: false });
-      const counts = [0, 1, 2, 3].map(() => {
-        const res = Object.assign(new EventEmitter(), { writableFinished: false, closed: false });
-        return countRequest(g, { socket }, res);
-      });
+      // A kept-alive connection: its first requests all done, then four more.
+      for (const c of countFour(socket)) c.finish();
+      const counts = countFour(socket);
+      assert.equal(socket.listenerCount('close'), 1);
       assert.equal(g.local, 4);
       for (const i of order) counts[i].finish();
       for (const i of order) counts[i].finish(); // again: nothing more

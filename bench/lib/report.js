@@ -170,13 +170,15 @@ function whyMissed(results, comps) {
     if (cases.has('httpPlainAgain')) {
       const aa = pairedRatio(cases.get('httpPlainAgain'), cases.get('httpPlain'));
       const busy = pairedRatio(cases.get('httpBusy'), cases.get('httpPlain')).ratio;
-      const low = Math.min(...aa.ratios);
-      control =
-        ` The A/A control, the plain server measured as two cases, came out ${fmtRatio(aa.ratio)}, its rounds ranging ` +
-        `${fmtRatio(low)}–${fmtRatio(Math.max(...aa.ratios))}; ` +
-        (busy < low
-          ? `busyMiddleware's ${fmtRatio(busy)} lies below that range, so its cost is not this measurement's noise.`
-          : `busyMiddleware's ${fmtRatio(busy)} lies within it, so this run cannot tell its cost from noise.`);
+      const rounds = aa.ratios.filter(Number.isFinite);
+      if (rounds.length > 0) {
+        const [low, high] = [Math.min(...rounds), Math.max(...rounds)];
+        const where = busy < low ? 'below that range' : busy > high ? 'above that range' : 'within it';
+        control =
+          ` The A/A control, the plain server measured as two cases, came out ${fmtRatio(aa.ratio)}, its rounds ranging ` +
+          `${fmtRatio(low)}–${fmtRatio(high)}; busyMiddleware's ${fmtRatio(busy)} lies ${where}` +
+          (where === 'within it' ? ', so this run cannot tell its cost from noise.' : '.');
+      }
     }
     out.push(
       `- **busyMiddleware**: its own work measures ${fmtUnitValue(own, 'ns')} a request in-process, ` +
