@@ -98,7 +98,7 @@ function reapShares(gauge: string, generation: NativeHandle): number {
     const handle = binding.open(share.name, false, false, 0, 0);
     if (typeof handle === 'number') continue; // another reaper was first
     // Several reapers may drain one share at once: each token goes to one.
-    while (tryWaitHot(handle.id) === undefined) removed++;
+    removed += Math.max(0, binding.drain(handle.id));
     binding.unlink(share.name);
     binding.close(handle.id);
     bump(generation);
@@ -227,11 +227,9 @@ export class Gauge {
     const n = count === undefined ? 1 : validate.count(count);
     const id = this.#open();
     if (n > this.#local) throw gaugeUnderflow(this.name, n, this.#local);
-    for (let i = 0; i < n; i++) {
-      // Only this object writes its share, so the tokens are there.
-      check(tryWaitHot(id), 'sem_trywait', this.name);
-      this.#local--;
-    }
+    // Only this object writes its share, so the tokens are there.
+    check(n === 1 ? tryWaitHot(id) : binding.tryWaitCount(id, n), 'sem_trywait', this.name);
+    this.#local -= n;
   }
 
   /** Releases one, runs fn, and acquires it back however fn ends. Returns fn's result. */

@@ -51,8 +51,12 @@ export interface Binding {
   post(): number | undefined;
   /** Takes 1 from the semaphore in the call slots: undefined when taken, EAGAIN when the value is 0, or an errno. */
   tryWait(): number | undefined;
-  /** Posts count (1 to SEM_VALUE_MAX): undefined or an errno. */
+  /** Posts count (1 to SEM_VALUE_MAX), at once where the layout is known: undefined or an errno. */
   postCount(id: number, count: number): number | undefined;
+  /** Takes count (1 to SEM_VALUE_MAX) if the value is at least that: undefined, EAGAIN (nothing taken), or an errno. */
+  tryWaitCount(id: number, count: number): number | undefined;
+  /** Takes the whole value: how much was taken, or -errno. */
+  drain(id: number): number;
   /** The value (>= 0), or -errno. */
   value(id: number): number;
   /** Blocks this thread. 0, ETIMEDOUT, or an errno; timeout -1 = forever. */
@@ -147,7 +151,7 @@ function isMusl(): boolean {
   return !report.header?.glibcVersionRuntime;
 }
 
-// A copy: the addon's exports object, its 21 properties set through
+// A copy: the addon's exports object, its 23 properties set through
 // N-API, is in V8's dictionary mode, where each `binding.post` is a slow
 // lookup (about 6 ns, a fifth of a hot call); an object literal's are fast.
 export const binding: Binding = { ...load() };

@@ -229,8 +229,7 @@ struct Handle : Bound {
 size_t Handle::Release() {
   if (!share_name.empty()) {
     // A gauge share dies with its owner: give its count back, drop its name.
-    while (nsem::TryWait(shared->sem()) == 0) {
-    }
+    nsem::Drain(shared->sem());
     nsem::Unlink(share_name.c_str());
   }
   size_t outstanding = ring_waits.Stop(data->loop->ring) + shared->Stop();
@@ -309,11 +308,25 @@ size_t SettleInJs(napi_env env, EnvData* data, const std::vector<nsem::Settled>&
   return delivered;
 }
 
-// Tokens taken for waits that JavaScript never received go back.
+// An exception from settle() is uncaught, as from any callback, whichever
+// way the wait was served; left pending, it would be thrown by the next call
+// into the addon instead.
+void RaiseUncaught(napi_env env) {
+  napi_value exception;
+  if (napi_get_and_clear_last_exception(env, &exception) == napi_ok && exception != nullptr) {
+    napi_valuetype type;
+    napi_typeof(env, exception, &type);
+    if (type != napi_undefined) napi_fatal_exception(env, exception);
+  }
+}
+
+// Tokens taken for waits that JavaScript never received go back. The
+// caller holds a reference on each wait's semaphore: settle() may have
+// closed its handle.
 void PostBackUndelivered(const std::vector<nsem::Settled>& settled, size_t delivered,
-                         const std::vector<sem_t*>& sems) {
+                         const std::vector<SharedSemaphore*>& sems) {
   for (size_t i = delivered; i < settled.size(); i++) {
-    if (settled[i].err == 0) nsem::Post(sems[i], 1);
+    if (settled[i].err == 0) nsem::Post(sems[i]->sem(), 1);
   }
 }
 
@@ -325,12 +338,14 @@ void CallSettle(napi_env env, napi_value, void* context, void* payload) {
   shared->Drain(&settled);
   size_t delivered = 0;
   // env is nullptr when the environment is going away: nothing reaches JS.
-  if (env != nullptr && !settled.empty()) {
+  bool to_js = env != nullptr && !settled.empty();
+  if (to_js) {
     EnvData* data = static_cast<EnvData*>(context);
     ChangeWaitsInFlight(data, -static_cast<ptrdiff_t>(settled.size()));
     delivered = SettleInJs(env, data, settled);
   }
-  PostBackUndelivered(settled, delivered, std::vector<sem_t*>(settled.size(), shared->sem()));
+  PostBackUndelivered(settled, delivered, std::vector<SharedSemaphore*>(settled.size(), shared));
+  if (to_js) RaiseUncaught(env);
   shared->Unref();
 }
 
@@ -383,15 +398,26 @@ void ScheduleDeadlines(LoopWaits* loop) {
 void ServiceAndSettle(LoopWaits* loop, const std::vector<Handle*>& handles) {
   EnvData* data = loop->data;
   std::vector<nsem::Settled> settled;
-  std::vector<sem_t*> sems;
+  // Each wait's semaphore, referenced: settle() may close its handle while
+  // later tokens still have to go back to it.
+  std::vector<SharedSemaphore*> sems;
   int64_t now = nsem::MonotonicNowNs();
   for (Handle* h : handles) {
     if (h == nullptr) continue;
     h->ring_waits.Service(loop->ring, now, &settled);
-    sems.resize(settled.size(), h->shared->sem());
+    while (sems.size() < settled.size()) {
+      h->shared->Ref();
+      sems.push_back(h->shared);
+    }
   }
   ScheduleDeadlines(loop);
   if (settled.empty()) return;
+  struct DropRefs {
+    std::vector<SharedSemaphore*>& sems;
+    ~DropRefs() {
+      for (SharedSemaphore* s : sems) s->Unref();
+    }
+  } drop_refs{sems};
   ChangeWaitsInFlight(data, -static_cast<ptrdiff_t>(settled.size()));
   napi_env env = data->env;
   napi_handle_scope handle_scope;
@@ -407,14 +433,7 @@ void ServiceAndSettle(LoopWaits* loop, const std::vector<Handle*>& handles) {
     delivered = SettleInJs(env, data, settled);
     // Before closing the scope, which runs user code that may close handles.
     PostBackUndelivered(settled, delivered, sems);
-    // An exception from settle() is uncaught, as from any callback; left
-    // pending, it would be thrown by the next call into the addon instead.
-    napi_value exception;
-    if (napi_get_and_clear_last_exception(env, &exception) == napi_ok && exception != nullptr) {
-      napi_valuetype type;
-      napi_typeof(env, exception, &type);
-      if (type != napi_undefined) napi_fatal_exception(env, exception);
-    }
+    RaiseUncaught(env);
     napi_close_callback_scope(env, callback_scope);
   } else {
     PostBackUndelivered(settled, 0, sems);
@@ -682,6 +701,29 @@ napi_value PostCount(napi_env env, napi_callback_info info) {
   return Result(env, nsem::Post(h->shared->sem(), static_cast<uint32_t>(count)));
 }
 
+// tryWaitCount(id, count) -> undefined | EAGAIN | errno: takes count, or
+// nothing if the value is below it.
+napi_value TryWaitCount(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  size_t argc;
+  EnvData* data = Args(env, info, argv, &argc);
+  Handle* h = Find<Handle>(env, data, argv[0]);
+  if (h == nullptr) return Int(env, kBadHandle);
+  double count;
+  if (!GetWhole(env, argv[1], 1, SEM_VALUE_MAX, &count)) return Int(env, EINVAL);
+  return Result(env, nsem::TryWaitCount(h->shared->sem(), static_cast<uint32_t>(count)));
+}
+
+// drain(id) -> how many were taken (the whole value) | -errno
+napi_value Drain(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc;
+  EnvData* data = Args(env, info, argv, &argc);
+  Handle* h = Find<Handle>(env, data, argv[0]);
+  if (h == nullptr) return Int(env, -kBadHandle);
+  return Int(env, static_cast<int32_t>(nsem::Drain(h->shared->sem())));
+}
+
 // value(id) -> value >= 0 | -errno; JavaScript reads the value word instead
 // where there is one.
 napi_value Value(napi_env env, napi_callback_info info) {
@@ -779,8 +821,7 @@ napi_value SumReset(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   size_t argc;
   EnvData* data = Args(env, info, argv, &argc);
-  SumHandle* h = Find<SumHandle>(env, data, argv[0]);
-  if (h == nullptr) return Int(env, kBadHandle);
+  if (Find<SumHandle>(env, data, argv[0]) == nullptr) return Int(env, kBadHandle);
   double generation;
   bool is_array = false;
   uint32_t length = 0;
@@ -801,6 +842,9 @@ napi_value SumReset(napi_env env, napi_callback_info info) {
     names[i] = name;
     pointers[i] = names[i].c_str();
   }
+  // Found again: an element's getter is JavaScript, which may have closed it.
+  SumHandle* h = Find<SumHandle>(env, data, argv[0]);
+  if (h == nullptr) return Int(env, kBadHandle);
   return Int(env, h->sum.Reset(static_cast<int>(generation), pointers));
 }
 
@@ -857,17 +901,19 @@ void UnrefSemaphore(napi_env, void*, void* shared) {
 // ArrayBuffer, so that JavaScript reads the value with Atomics.load instead
 // of a call. The buffer holds a reference on the semaphore: the mapping
 // outlives every view of it, whatever happens to the handle.
-void AddValueWord(napi_env env, napi_value token, SharedSemaphore* shared) {
+// The semaphore's value word as an ArrayBuffer, or nullptr where there is
+// none (or the runtime allows no external buffers: value() stays a call).
+napi_value ValueWordBuffer(napi_env env, SharedSemaphore* shared) {
   const int32_t* word = nsem::ValueWord(shared->sem());
-  if (word == nullptr) return;
+  if (word == nullptr) return nullptr;
   shared->Ref();
   napi_value buffer;
   if (napi_create_external_arraybuffer(env, const_cast<int32_t*>(word), sizeof *word,
                                        UnrefSemaphore, shared, &buffer) != napi_ok) {
-    shared->Unref();  // not allowed in this runtime: value() stays a call
-    return;
+    shared->Unref();
+    return nullptr;
   }
-  napi_set_named_property(env, token, "word", buffer);
+  return buffer;
 }
 
 // Registers b (taking ownership; `sem` for a semaphore) and returns its { id }
@@ -879,17 +925,24 @@ napi_value NewToken(napi_env env, EnvData* data, Bound* b, sem_t* sem) {
     delete b;
     return Int(env, EMFILE);
   }
-  napi_value token, id_value;
+  napi_value word = nullptr;
+  if (sem != nullptr) {
+    static_cast<Handle*>(b)->ring_waits.set_key(id);
+    word = ValueWordBuffer(env, static_cast<Handle*>(b)->shared);
+  }
+  // Defined, not assigned: an assignment would run any setter JavaScript put
+  // on Object.prototype, which could close this very handle under us.
+  napi_value token;
+  napi_property_descriptor props[2] = {
+      {"id", nullptr, nullptr, nullptr, nullptr, nullptr, napi_default_jsproperty, nullptr},
+      {"word", nullptr, nullptr, nullptr, nullptr, word, napi_default_jsproperty, nullptr},
+  };
   if (napi_create_object(env, &token) == napi_ok &&
-      napi_create_double(env, static_cast<double>(id), &id_value) == napi_ok &&
-      napi_set_named_property(env, token, "id", id_value) == napi_ok &&
+      napi_create_double(env, static_cast<double>(id), &props[0].value) == napi_ok &&
+      napi_define_properties(env, token, word != nullptr ? 2 : 1, props) == napi_ok &&
       napi_add_finalizer(env, token, reinterpret_cast<void*>(static_cast<uintptr_t>(id)),
                          FinalizeToken, data, nullptr) == napi_ok) {
     data->tokens_alive++;
-    if (sem != nullptr) {
-      static_cast<Handle*>(b)->ring_waits.set_key(id);
-      AddValueWord(env, token, static_cast<Handle*>(b)->shared);
-    }
     return token;
   }
   // Out of memory or a pending exception: nothing will close it later.
@@ -1031,6 +1084,8 @@ constexpr Function kFunctions[] = {
     {"post", Post},
     {"tryWait", TryWait},
     {"postCount", PostCount},
+    {"tryWaitCount", TryWaitCount},
+    {"drain", Drain},
     {"value", Value},
     {"waitSync", WaitSync},
     {"wait", Wait},

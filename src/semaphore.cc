@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,6 +71,15 @@ int64_t DeadlineAfterMs(double timeout_ms) {
   return MonotonicNowNs() + static_cast<int64_t>(timeout_ms * 1e6);
 }
 
+bool TooShort(const char* name) {
+  char path[sizeof "/dev/shm/sem." + NAME_MAX];
+  snprintf(path, sizeof path, "/dev/shm/sem.%s", name + 1);  // name: '/' and the rest
+  // statx, not stat: glibc 2.28 has it, where stat's own symbol is 2.33.
+  struct statx st;
+  return statx(AT_FDCWD, path, 0, STATX_TYPE | STATX_SIZE, &st) == 0 && S_ISREG(st.stx_mode) &&
+         st.stx_size < sizeof(sem_t);
+}
+
 int Open(const char* name, bool create, bool exclusive, unsigned mode, unsigned value,
          sem_t** out) {
   int flags = 0;
@@ -77,6 +88,10 @@ int Open(const char* name, bool create, bool exclusive, unsigned mode, unsigned 
   sem_t* sem =
       create ? sem_open(name, flags, static_cast<mode_t>(mode), value) : sem_open(name, flags);
   if (sem == SEM_FAILED) return errno;
+  if (TooShort(name)) {
+    sem_close(sem);
+    return EINVAL;
+  }
   *out = sem;
   return 0;
 }
@@ -85,8 +100,49 @@ int Unlink(const char* name) { return sem_unlink(name) == 0 ? 0 : errno; }
 
 int Close(sem_t* sem) { return sem_close(sem) == 0 ? 0 : errno; }
 
+namespace {
+
+// glibc's semaphore word, where HasValueWord(): the value in the low half,
+// the count of threads blocked in sem_wait in the high half.
+constexpr uint64_t kValueMask = 0xffffffff;
+constexpr uint64_t kOneWaiter = uint64_t{1} << 32;
+uint64_t* Data(sem_t* sem) { return reinterpret_cast<uint64_t*>(sem); }
+
+void WakeWaiters(sem_t* sem, uint32_t n) {
+  syscall(SYS_futex, sem, FUTEX_WAKE, static_cast<int>(n), nullptr, nullptr,
+          0);  // shared, as glibc's
+}
+
+// What sem_post does for one token, for `count` at once: the same
+// compare-and-swap on the same word, then one wake-up per token added.
+int AddTokens(sem_t* sem, uint32_t count) {
+  uint64_t d = __atomic_load_n(Data(sem), __ATOMIC_RELAXED);
+  do {
+    if ((d & kValueMask) + count > SEM_VALUE_MAX) return EOVERFLOW;
+  } while (!__atomic_compare_exchange_n(Data(sem), &d, d + count, true, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED));
+  if ((d >> 32) != 0) WakeWaiters(sem, count);
+  return 0;
+}
+
+// Takes up to `max` tokens at once, as sem_trywait takes one; how many.
+uint32_t TakeTokens(sem_t* sem, uint32_t max, bool all_or_none) {
+  uint64_t d = __atomic_load_n(Data(sem), __ATOMIC_RELAXED);
+  uint32_t taken;
+  do {
+    uint32_t value = static_cast<uint32_t>(d & kValueMask);
+    taken = value < max ? value : max;
+    if (taken == 0 || (all_or_none && taken < max)) return 0;
+  } while (!__atomic_compare_exchange_n(Data(sem), &d, d - taken, true, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED));
+  return taken;
+}
+
+}  // namespace
+
 int Post(sem_t* sem, uint32_t count) {
   if (count == 1) return PostOne(sem);
+  if (HasValueWord()) return AddTokens(sem, count);
   int value = 0;
   if (sem_getvalue(sem, &value) != 0) return errno;
   if (static_cast<int64_t>(value) + count > SEM_VALUE_MAX) return EOVERFLOW;
@@ -100,6 +156,29 @@ int Post(sem_t* sem, uint32_t count) {
     return err;
   }
   return 0;
+}
+
+int TryWaitCount(sem_t* sem, uint32_t count) {
+  if (count == 1) return TryWait(sem);
+  if (HasValueWord()) return TakeTokens(sem, count, true) == count ? 0 : EAGAIN;
+  int value = 0;
+  if (sem_getvalue(sem, &value) != 0) return errno;
+  if (static_cast<uint32_t>(value) < count) return EAGAIN;
+  for (uint32_t i = 0; i < count; i++) {
+    int err = TryWait(sem);
+    if (err == 0) continue;
+    // Another process took some meanwhile: give back what we took.
+    if (i > 0) Post(sem, i);
+    return err;
+  }
+  return 0;
+}
+
+uint32_t Drain(sem_t* sem) {
+  if (HasValueWord()) return TakeTokens(sem, SEM_VALUE_MAX, false);
+  uint32_t taken = 0;
+  while (TryWait(sem) == 0) taken++;
+  return taken;
 }
 
 int WaitUntil(sem_t* sem, int64_t deadline_ns) {
@@ -153,18 +232,11 @@ bool HasValueWord() {
 
 const int32_t* ValueWord(sem_t* sem) { return HasValueWord() ? ValueWordUnchecked(sem) : nullptr; }
 
-namespace {
-constexpr uint64_t kOneWaiter = uint64_t{1} << 32;
-uint64_t* Data(sem_t* sem) { return reinterpret_cast<uint64_t*>(sem); }
-}  // namespace
-
 void AddWaiter(sem_t* sem) { __atomic_fetch_add(Data(sem), kOneWaiter, __ATOMIC_SEQ_CST); }
 
 void RemoveWaiter(sem_t* sem) {
   uint64_t d = __atomic_sub_fetch(Data(sem), kOneWaiter, __ATOMIC_SEQ_CST);
-  if ((d & 0xffffffff) != 0 && (d >> 32) != 0) {
-    syscall(SYS_futex, sem, FUTEX_WAKE, 1, nullptr, nullptr, 0);  // shared, as glibc's
-  }
+  if ((d & kValueMask) != 0 && (d >> 32) != 0) WakeWaiters(sem, 1);
 }
 
 }  // namespace nsem

@@ -25,15 +25,27 @@ int64_t MonotonicNowNs();
 // Deadline `timeout_ms` from now; negative or huge timeouts mean kForever.
 int64_t DeadlineAfterMs(double timeout_ms);
 
-// Each returns 0 or an errno value.
+// Each returns 0 or an errno value. Open refuses with EINVAL a file too
+// short to hold a semaphore (see TooShort).
 int Open(const char* name, bool create, bool exclusive, unsigned mode, unsigned value, sem_t** out);
+// Whether the file of semaphore `name` exists but is too short to hold one
+// (made by hand, or truncated). glibc maps a semaphore's file without
+// looking at its size, and touching a mapping past the end of its file
+// raises SIGBUS.
+bool TooShort(const char* name);
 int Unlink(const char* name);
 int Close(sem_t* sem);
 
-// Posts `count` times (glibc has no atomic add). Fails with EOVERFLOW, the
-// value unchanged, if that would pass SEM_VALUE_MAX; only when another
+// Adds `count`: at once where HasValueWord() (glibc has no sem_post for
+// more than one), else by `count` posts. Fails with EOVERFLOW, the value
+// unchanged, if that would pass SEM_VALUE_MAX; by posts, only when another
 // process posts at the same moment can a failed post leave part behind.
 int Post(sem_t* sem, uint32_t count);
+// Takes `count` if the value is at least that (at once where
+// HasValueWord(), else by tries that give back on failure); EAGAIN if not.
+int TryWaitCount(sem_t* sem, uint32_t count);
+// Takes every token; returns how many.
+uint32_t Drain(sem_t* sem);
 
 // The hot paths are inline: a call into another object file costs a visible
 // share of a JavaScript call here.

@@ -30,7 +30,9 @@ int ShareSum::Reset(int generation, const std::vector<const char*>& names) {
   for (const char* name : names) {
     sem_t* s = nullptr;
     int err = Open(name, false, false, 0, 0, &s);
-    if (err == ENOENT) continue;  // removed since it was listed
+    // Removed since it was listed, or a file too short to be a semaphore,
+    // which no gauge made: neither is a share.
+    if (err == ENOENT || (err == EINVAL && TooShort(name))) continue;
     if (err != 0) {
       CloseShares();
       return err;

@@ -58,6 +58,8 @@ test(`fuzz: every native entry point, ${calls} calls each, checked against a mod
   for (const result of ['handle', '2', '17', '22', '36']) saw('open', result);
   for (const result of ['0', '2', '22']) saw('unlink', result);
   for (const result of ['undefined', '75' /* EOVERFLOW */]) saw('post', result);
+  for (const result of ['undefined', '11' /* EAGAIN */, '22' /* EINVAL */]) saw('tryWaitCount', result);
+  saw('closed.drain', '-9');
   for (const result of ['undefined', '22', '75']) saw('postCount', result);
   for (const result of ['0', '22']) saw('wait', result);
   for (const result of ['undefined', '11']) saw('tryWait', result);
