@@ -281,9 +281,12 @@ void Handle::NotifySettled(void* context, SharedSemaphore* shared) {
   }
 }
 
-// Calls JavaScript's settle(id, err) for each wait, in order. Returns how
-// many reached it: fewer when JavaScript cannot run (a terminating worker).
-size_t SettleInJs(napi_env env, EnvData* data, const std::vector<nsem::Settled>& settled) {
+// Calls JavaScript's settle(id, err) for each wait, in order, collecting
+// what it throws (ours never does) into `thrown`, so that one throw keeps no
+// other wait from settling. Returns how many reached it: fewer when
+// JavaScript cannot run (a terminating worker).
+size_t SettleInJs(napi_env env, EnvData* data, const std::vector<nsem::Settled>& settled,
+                  std::vector<napi_value>* thrown) {
   napi_value fn, undefined, argv[2];
   if (data->settle_fn == nullptr ||
       napi_get_reference_value(env, data->settle_fn, &fn) != napi_ok || fn == nullptr) {
@@ -296,12 +299,13 @@ size_t SettleInJs(napi_env env, EnvData* data, const std::vector<nsem::Settled>&
     napi_create_int32(env, s.err, &argv[1]);
     napi_value ignored;
     if (napi_call_function(env, undefined, fn, 2, argv, &ignored) != napi_ok) {
-      // settle() ran and threw (ours never does): that one was delivered,
-      // and the exception surfaces. Otherwise JS could not run at all.
-      bool threw = false;
-      napi_is_exception_pending(env, &threw);
-      if (threw) delivered++;
-      break;
+      napi_value exception = nullptr;
+      napi_get_and_clear_last_exception(env, &exception);
+      napi_valuetype type = napi_undefined;
+      if (exception != nullptr) napi_typeof(env, exception, &type);
+      // No exception: JavaScript could not run at all.
+      if (type == napi_undefined) break;
+      thrown->push_back(exception);  // settle() ran and threw: delivered
     }
     delivered++;
   }
@@ -309,15 +313,10 @@ size_t SettleInJs(napi_env env, EnvData* data, const std::vector<nsem::Settled>&
 }
 
 // An exception from settle() is uncaught, as from any callback, whichever
-// way the wait was served; left pending, it would be thrown by the next call
-// into the addon instead.
-void RaiseUncaught(napi_env env) {
-  napi_value exception;
-  if (napi_get_and_clear_last_exception(env, &exception) == napi_ok && exception != nullptr) {
-    napi_valuetype type;
-    napi_typeof(env, exception, &type);
-    if (type != napi_undefined) napi_fatal_exception(env, exception);
-  }
+// way the wait was served. Raised after undelivered tokens went back: with
+// no 'uncaughtException' handler, the process ends here.
+void RaiseUncaught(napi_env env, const std::vector<napi_value>& thrown) {
+  for (napi_value exception : thrown) napi_fatal_exception(env, exception);
 }
 
 // Tokens taken for waits that JavaScript never received go back. The
@@ -337,15 +336,15 @@ void CallSettle(napi_env env, napi_value, void* context, void* payload) {
   std::vector<nsem::Settled> settled;
   shared->Drain(&settled);
   size_t delivered = 0;
+  std::vector<napi_value> thrown;
   // env is nullptr when the environment is going away: nothing reaches JS.
-  bool to_js = env != nullptr && !settled.empty();
-  if (to_js) {
+  if (env != nullptr && !settled.empty()) {
     EnvData* data = static_cast<EnvData*>(context);
     ChangeWaitsInFlight(data, -static_cast<ptrdiff_t>(settled.size()));
-    delivered = SettleInJs(env, data, settled);
+    delivered = SettleInJs(env, data, settled, &thrown);
   }
   PostBackUndelivered(settled, delivered, std::vector<SharedSemaphore*>(settled.size(), shared));
-  if (to_js) RaiseUncaught(env);
+  RaiseUncaught(env, thrown);
   shared->Unref();
 }
 
@@ -430,10 +429,11 @@ void ServiceAndSettle(LoopWaits* loop, const std::vector<Handle*>& handles) {
   }
   if (napi_get_reference_value(env, loop->resource, &resource) == napi_ok &&
       napi_open_callback_scope(env, resource, loop->async_context, &callback_scope) == napi_ok) {
-    delivered = SettleInJs(env, data, settled);
+    std::vector<napi_value> thrown;
+    delivered = SettleInJs(env, data, settled, &thrown);
     // Before closing the scope, which runs user code that may close handles.
     PostBackUndelivered(settled, delivered, sems);
-    RaiseUncaught(env);
+    RaiseUncaught(env, thrown);
     napi_close_callback_scope(env, callback_scope);
   } else {
     PostBackUndelivered(settled, 0, sems);

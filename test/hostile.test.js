@@ -113,27 +113,56 @@ test('sumReset() survives a getter in its names that closes the sum', async (t) 
 });
 
 for (const mechanism of ['io_uring', 'thread']) {
-  test(`a settle that closes the handle and throws loses no token (${mechanism} waits)`, async () => {
-    const name = uniqueName('settle-close');
+  const env = { ...process.env, NAMED_SEMAPHORE_WAITER: mechanism === 'thread' ? 'thread' : '' };
+  const postTwo = (name) =>
+    `require('node:child_process').execFileSync(process.execPath, ['-e', ${JSON.stringify(
+      `const { NamedSemaphore } = require(${JSON.stringify(root)}); new NamedSemaphore(${JSON.stringify(name)}).post(2)`,
+    )}])`;
+
+  test(`a settle that closes the handle and throws keeps no other wait from settling (${mechanism} waits)`, async () => {
+    const name = uniqueName('settle-throw');
     const r = await node(
       `const { binding } = require(${JSON.stringify(path.join(root, 'dist', 'native.js'))});
-       const { execFileSync } = require('node:child_process');
        process.on('uncaughtException', (e) => console.log('uncaught', e.message));
        const t = binding.open(${JSON.stringify(name)}, true, false, 0o600, 0);
        delete t.word; // the handle's last reference is the token
        const id = t.id;
-       let settles = 0;
-       binding.setSettle(() => { if (++settles === 1) { binding.close(id); throw new Error('boom'); } });
+       const settled = [];
+       binding.setSettle((waitId, err) => { settled.push(waitId + ':' + err); if (waitId === 1) { binding.close(id); throw new Error('boom'); } });
        global.gc();
        console.log(binding.wait(id, 1, -1), binding.wait(id, 2, -1));
-       setTimeout(() => {
-         execFileSync(process.execPath, ['-e', ${JSON.stringify(`const { NamedSemaphore } = require(${JSON.stringify(root)}); new NamedSemaphore(${JSON.stringify(name)}).post(2)`)}]);
-       }, 50);
-       setTimeout(() => console.log('alive', settles), 600);`,
-      { args: ['--expose-gc'], env: { ...process.env, NAMED_SEMAPHORE_WAITER: mechanism === 'thread' ? 'thread' : '' } },
+       setTimeout(() => ${postTwo(name)}, 50);
+       setTimeout(() => console.log(settled.join(' ')), 600);`,
+      { args: ['--expose-gc'], env },
     );
     assertClean(r, 'settle');
-    assert.equal(r.stdout, '0 0\nuncaught boom\nalive 1\n');
+    assert.equal(r.stdout, '0 0\nuncaught boom\n1:0 2:0\n');
+    const sem = new NamedSemaphore(name, { create: false });
+    assert.equal(sem.value, 0); // both tokens reached settle()
+    sem.close();
+  });
+
+  test(`a worker whose settle closes the handle and exits loses no token (${mechanism} waits)`, async () => {
+    const name = uniqueName('settle-exit');
+    const native = JSON.stringify(path.join(root, 'dist', 'native.js'));
+    const worker = `const { binding } = require(${native});
+      const t = binding.open(${JSON.stringify(name)}, true, false, 0o600, 0);
+      delete t.word;
+      const id = t.id;
+      binding.setSettle(() => { binding.close(id); process.exit(0); });
+      global.gc();
+      binding.wait(id, 1, -1);
+      binding.wait(id, 2, -1);
+      require('node:worker_threads').parentPort.postMessage('waiting');`;
+    const r = await node(
+      `const { Worker } = require('node:worker_threads');
+       const w = new Worker(${JSON.stringify(worker)}, { eval: true });
+       w.on('message', () => ${postTwo(name)});
+       w.on('exit', (code) => console.log('worker exited', code));`,
+      { args: ['--expose-gc'], env },
+    );
+    assertClean(r, 'worker');
+    assert.equal(r.stdout, 'worker exited 0\n');
     // One token reached settle(); the other could not, and went back.
     const sem = new NamedSemaphore(name, { create: false });
     assert.equal(sem.value, 1);
