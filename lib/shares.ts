@@ -87,7 +87,12 @@ export function processIdentity(pid: number): ProcessIdentity | null {
 let self: ProcessIdentity | undefined;
 
 export function selfIdentity(): ProcessIdentity {
-  self ??= processIdentity(process.pid)!;
+  if (self === undefined) {
+    // Read without processIdentity's catch: where there is no /proc, the
+    // error (ENOENT, with its code) says why gauges cannot work here.
+    fs.readFileSync(`/proc/${process.pid}/stat`, 'latin1');
+    self = processIdentity(process.pid)!;
+  }
   return self;
 }
 
