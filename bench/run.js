@@ -233,6 +233,7 @@ async function main() {
     return sum.id;
   };
   const sum1 = nativeSum(names.g1);
+  const sum4 = nativeSum(names.g4);
   const sum16 = nativeSum(names.g16);
   // Diagnosis: the prototype that does the hot paths with Atomics on the
   // mapped counter words, no native call (bench/lib/mapped.js).
@@ -273,6 +274,7 @@ async function main() {
   });
 
   await section('request', 'per request: release + value + acquire, ours and the alternatives', async () => {
+    const { noop: f } = noop;
     const i32 = new Int32Array(new SharedArrayBuffer(4));
     const py = startPython();
     const lockfile = require('proper-lockfile');
@@ -297,6 +299,8 @@ async function main() {
       const cases = [
         { id: 'oursGauge', label: 'ours: Gauge (4 shares) release + value + acquire', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) { g4.release(); s += g4.value; g4.acquire(); } sink += s; } },
         { id: 'oursGaugeMw', label: 'ours: Gauge (4 shares) as busyMiddleware counts a request: releaseAndRead() + acquire()', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) { s += g4.releaseAndRead(); g4.acquire(); } sink += s; } },
+        { id: 'bindGauge', label: 'ours through the binding alone (no TS layer): post + sum (4 shares) + tryWait', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) { slots[0] = hid; binding.post(); slots[0] = sum4; binding.sum(); s += slots[1]; slots[0] = hid; binding.tryWait(); } sink += s; } },
+        { id: 'noop3', label: 'for scale: 3 no-op N-API calls', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { f(); f(); f(); } } },
         { id: 'oursSem', label: 'ours: NamedSemaphore post + value + tryWait', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) { sem.post(); s += sem.value; sem.tryWait(); } sink += s; } },
         { id: 'sab', label: 'SharedArrayBuffer + Atomics (one process only)', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) { Atomics.add(i32, 0, 1); s += Atomics.load(i32, 0); Atomics.sub(i32, 0, 1); } sink += s; } },
         { id: 'python', label: 'Python multiprocessing.Semaphore release + get_value + acquire', unit: 'ns', timed: py.timed, minIters: 100 },
@@ -352,24 +356,27 @@ async function main() {
     const script = path.join(__dirname, 'workers', 'pingpong.js');
     // Both sides of the 'thread' case wait through waiter threads instead of io_uring.
     const threadEnv = { env: { ...process.env, NAMED_SEMAPHORE_WAITER: 'thread' } };
+    // Where the scheduler puts the two sides moves a wake-up's cost (a wake-up
+    // across CPUs costs more on a VM), so the C, wait() and socket pairs run
+    // a second time with both sides pinned to CPU 0 (taskset, from util-linux).
+    const pin = ['-c', '0'];
+    const pinned = { execPath: 'taskset', execArgv: [...pin, process.execPath] };
     const pinger = rpc.start(script, ['pinger']);
     const pingerT = rpc.start(script, ['pinger'], threadEnv);
     const pongA = rpc.start(script, ['ponger-async', as.ping, as.pong]);
     const pongT = rpc.start(script, ['ponger-async', th.ping, th.pong], threadEnv);
     const pongS = rpc.start(script, ['ponger-sync', sy.ping, sy.pong]);
     const echo = rpc.start(script, ['socket-ponger']);
-    // Where the scheduler puts the two sides moves a wake-up's cost (a wake-up
-    // across CPUs costs more on a VM), so the C and wait() pairs run a second
-    // time with both sides pinned to CPU 0 (taskset, from util-linux).
-    const pin = ['-c', '0'];
-    const pinned = { execPath: 'taskset', execArgv: [...pin, process.execPath] };
+    const echoP = rpc.start(script, ['socket-ponger'], pinned);
     const pp = { ping: setup.semName('pping'), pong: setup.semName('ppong') };
     const pingerP = rpc.start(script, ['pinger'], pinned);
     const pongP = rpc.start(script, ['ponger-async', pp.ping, pp.pong], pinned);
     const socketPath = path.join(os.tmpdir(), `${setup.PREFIX}pingpong.sock`);
+    const socketPathP = path.join(os.tmpdir(), `${setup.PREFIX}pingpong-pinned.sock`);
     try {
       const mechanism = await pinger.call('mechanism');
       await echo.call('listen', { path: socketPath });
+      await echoP.call('listen', { path: socketPathP });
       const cases = [
         { id: 'cPing', label: 'C: sem_wait ping-pong (two processes)', unit: 'ns', ...cCase('pingpong'), minIters: 100 },
         { id: 'waitPing', label: `ours: await wait() ping-pong (${mechanism})`, unit: 'ns', timed: (n) => pinger.call('wait', { ...as, n }), minIters: 20 },
@@ -377,13 +384,15 @@ async function main() {
         { id: 'cPingPinned', label: 'C: sem_wait ping-pong, both sides on CPU 0', unit: 'ns', timed: (n) => runJson('taskset', [...pin, semloop, 'pingpong', cName, String(n)]).ns, minIters: 100 },
         { id: 'waitPingPinned', label: `ours: await wait() ping-pong (${mechanism}), both sides on CPU 0`, unit: 'ns', timed: (n) => pingerP.call('wait', { ...pp, n }), minIters: 20 },
         { id: 'socketPing', label: "for scale: Node's own I/O, a 1-byte ping-pong over a Unix socket (event loop on both sides)", unit: 'ns', timed: (n) => pinger.call('socket', { path: socketPath, n }), minIters: 20 },
+        { id: 'socketPingPinned', label: "for scale: the same socket ping-pong, both sides on CPU 0", unit: 'ns', timed: (n) => pingerP.call('socket', { path: socketPathP, n }), minIters: 20 },
         { id: 'waitSyncPing', label: 'ours: waitSync() ping-pong (blocks the thread)', unit: 'ns', timed: (n) => pinger.call('waitSync', { ...sy, n }), minIters: 20 },
       ];
       const measured = await measureGroup(cases, { rounds: CFG.rounds, batches: CFG.batches, batchMs: CFG.pingMs, log });
       addGroup('ping', 'Wake-up latency (ns per round trip = two cross-process wake-ups)', cases, measured);
     } finally {
-      await Promise.all([pinger.stop(), pingerT.stop(), pongA.stop(200), pongT.stop(200), pongS.stop(200), echo.stop(), pingerP.stop(), pongP.stop(200)]);
+      await Promise.all([pinger.stop(), pingerT.stop(), pongA.stop(200), pongT.stop(200), pongS.stop(200), echo.stop(), echoP.stop(), pingerP.stop(), pongP.stop(200)]);
       fs.rmSync(socketPath, { force: true });
+      fs.rmSync(socketPathP, { force: true });
     }
   });
 

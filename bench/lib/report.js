@@ -37,12 +37,15 @@ const COMPARISONS = [
   { group: 'request', a: 'oursSem', b: 'oursGauge', label: 'ours (NamedSemaphore) ÷ ours (Gauge)' },
   { group: 'request', a: 'sab', b: 'oursGauge', label: 'SharedArrayBuffer + Atomics ÷ ours (Gauge)' },
   { group: 'request', a: 'python', b: 'oursSem', label: 'Python per request ÷ ours (NamedSemaphore)' },
+  { group: 'request', a: 'python', b: 'bindGauge', label: 'Python per request ÷ ours through the binding alone (no TS layer)' },
+  { group: 'request', a: 'bindGauge', b: 'noop3', label: 'ours through the binding alone ÷ 3 no-op N-API calls' },
   { group: 'request', a: 'python', b: 'oursGaugeMw', label: 'Python per request ÷ ours (Gauge, as busyMiddleware counts: releaseAndRead + acquire)' },
   { group: 'cluster', a: 'aggregator', b: 'clusterValue', label: 'prom-client aggregator read ÷ gauge.value' },
   { group: 'cluster', a: 'clusterRead', b: 'clusterValue', label: 'Gauge.read(name) ÷ gauge.value' },
   { group: 'ping', a: 'waitSyncPing', b: 'cPing', label: 'waitSync() ping-pong ÷ C ping-pong' },
   { group: 'ping', a: 'waitThreadPing', b: 'waitPing', label: 'wait() ping-pong with waiter threads ÷ the default' },
   { group: 'ping', a: 'socketPing', b: 'waitPing', label: "Node's Unix-socket ping-pong ÷ wait() ping-pong" },
+  { group: 'ping', a: 'socketPingPinned', b: 'waitPingPinned', label: "Node's Unix-socket ping-pong ÷ wait() ping-pong, both pinned" },
   { group: 'http', a: 'httpPlainAgain', b: 'httpPlain', label: 'req/s plain ÷ plain: the A/A control, two identical cases' },
   { group: 'httpCpu', a: 'httpBusyCpu', b: 'httpPlainCpu', label: 'server CPU per request, busyMiddleware ÷ plain' },
   { group: 'httpMicro', a: 'mwBusy', b: 'mwBase', label: 'in-process request objects, busyMiddleware ÷ none' },
@@ -157,7 +160,8 @@ function whyMissed(results, comps) {
         `which blocks its thread as C does, ${ns('ping', 'waitSyncPing')}; with waiter threads, whose wake-up crosses two threads ` +
         `where C's crosses one, wait() measures ${ns('ping', 'waitThreadPing')}. With both sides on one CPU, C's ping-pong takes ` +
         `${ns('ping', 'cPingPinned')} and wait() ${ns('ping', 'waitPingPinned')}: the rest is the event loop's own turn on each side, ` +
-        `which any async wake-up pays; Node's own 1-byte Unix-socket ping-pong measures ${ns('ping', 'socketPing')}.`,
+        `which any async wake-up pays; Node's own 1-byte Unix-socket ping-pong measures ${ns('ping', 'socketPing')}, ` +
+        `and ${ns('ping', 'socketPingPinned')} with both sides on CPU 0.`,
     );
   }
   if (missed('httpBusy')) {
@@ -190,6 +194,11 @@ function whyMissed(results, comps) {
     out.push(
       `- **Python per request**: Python's pattern is three C calls on one semaphore (${ns('request', 'python')}). ` +
         `Ours with a Gauge, done the same way, is three N-API calls, one of them a native sum over 4 shares (${ns('request', 'oursGauge')}). ` +
+        `The same three calls through the binding alone, with no TypeScript layer, take ${ns('request', 'bindGauge')} ` +
+        `(${fmtRatio(ratio('request', 'python', 'bindGauge'))} faster than Python), and three no-op N-API calls ${ns('request', 'noop3')}` +
+        (ratio('request', 'python', 'bindGauge') < 2
+          ? ": even without our TypeScript layer these three calls miss 2×. "
+          : ': through the binding alone they reach 2×, so our TypeScript layer costs the difference. ') +
         `As busyMiddleware counts a request, releaseAndRead() + acquire(), it is two calls: ${ns('request', 'oursGaugeMw')} ` +
         `(${fmtRatio(ratio('request', 'python', 'oursGaugeMw'))} faster than Python); with a NamedSemaphore, whose value needs no call, ` +
         `${ns('request', 'oursSem')} (${fmtRatio(ratio('request', 'python', 'oursSem'))}).`,
