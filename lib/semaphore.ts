@@ -38,12 +38,19 @@ interface PendingWait {
 const pendingWaits = new Map<number, PendingWait>();
 let nextWaitId = 1;
 
+/** Takes a wait out of the table; undefined if it has ended already. */
 function forget(id: number): PendingWait | undefined {
   const wait = pendingWaits.get(id);
-  if (wait === undefined) return undefined;
-  pendingWaits.delete(id);
-  wait.signal?.removeEventListener('abort', wait.onAbort!);
+  if (wait !== undefined) pendingWaits.delete(id);
   return wait;
+}
+
+/**
+ * Stops listening for an ended wait's abort. Last, once the wait is settled:
+ * the signal is the caller's object, and its removeEventListener may throw.
+ */
+function unlisten(wait: PendingWait): void {
+  wait.signal?.removeEventListener('abort', wait.onAbort!);
 }
 
 function settle(id: number, err: number): void {
@@ -53,6 +60,7 @@ function settle(id: number, err: number): void {
   if (err === 0) wait.resolve(true);
   else if (err === errno.ETIMEDOUT) wait.resolve(false);
   else wait.reject(new SemaphoreError(err, 'sem_wait', wait.sem.name));
+  unlisten(wait);
 }
 
 binding.setSettle(settle);
@@ -203,8 +211,10 @@ export class NamedSemaphore {
     if (this.#handle === null) return;
     this.#handle = null;
     binding.close(this.#id);
-    for (const id of this.#waits) forget(id)?.reject(objectClosed('semaphore', this.name));
+    const ended = [...this.#waits].map(forget);
     this.#waits.clear();
+    for (const wait of ended) wait?.reject(objectClosed('semaphore', this.name));
+    for (const wait of ended) if (wait !== undefined) unlisten(wait);
   }
 
   /** Removes this semaphore's name; false if it was already gone. */

@@ -299,13 +299,14 @@ size_t SettleInJs(napi_env env, EnvData* data, const std::vector<nsem::Settled>&
     napi_create_int32(env, s.err, &argv[1]);
     napi_value ignored;
     if (napi_call_function(env, undefined, fn, 2, argv, &ignored) != napi_ok) {
+      bool threw = false;
       napi_value exception = nullptr;
-      napi_get_and_clear_last_exception(env, &exception);
-      napi_valuetype type = napi_undefined;
-      if (exception != nullptr) napi_typeof(env, exception, &type);
       // No exception: JavaScript could not run at all.
-      if (type == napi_undefined) break;
-      thrown->push_back(exception);  // settle() ran and threw: delivered
+      if (napi_is_exception_pending(env, &threw) != napi_ok || !threw ||
+          napi_get_and_clear_last_exception(env, &exception) != napi_ok) {
+        break;
+      }
+      thrown->push_back(exception);  // settle() ran and threw (even undefined): delivered
     }
     delivered++;
   }
@@ -897,12 +898,11 @@ void UnrefSemaphore(napi_env, void*, void* shared) {
   static_cast<SharedSemaphore*>(shared)->Unref();
 }
 
-// Adds `word`: the semaphore's value word (see nsem::ValueWord) as a 4-byte
-// ArrayBuffer, so that JavaScript reads the value with Atomics.load instead
-// of a call. The buffer holds a reference on the semaphore: the mapping
-// outlives every view of it, whatever happens to the handle.
-// The semaphore's value word as an ArrayBuffer, or nullptr where there is
-// none (or the runtime allows no external buffers: value() stays a call).
+// The semaphore's value word (see nsem::ValueWord) as a 4-byte ArrayBuffer,
+// so that JavaScript reads the value with Atomics.load instead of a call;
+// nullptr where there is none (or the runtime allows no external buffers:
+// value() stays a call). The buffer holds a reference on the semaphore: the
+// mapping outlives every view of it, whatever happens to the handle.
 napi_value ValueWordBuffer(napi_env env, SharedSemaphore* shared) {
   const int32_t* word = nsem::ValueWord(shared->sem());
   if (word == nullptr) return nullptr;

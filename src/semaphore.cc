@@ -72,8 +72,9 @@ int64_t DeadlineAfterMs(double timeout_ms) {
 }
 
 bool TooShort(const char* name) {
+  while (*name == '/') name++;  // as glibc's sem_open finds the file
   char path[sizeof "/dev/shm/sem." + NAME_MAX];
-  snprintf(path, sizeof path, "/dev/shm/sem.%s", name + 1);  // name: '/' and the rest
+  snprintf(path, sizeof path, "/dev/shm/sem.%s", name);
   // statx, not stat: glibc 2.28 has it, where stat's own symbol is 2.33.
   struct statx st;
   return statx(AT_FDCWD, path, 0, STATX_TYPE | STATX_SIZE, &st) == 0 && S_ISREG(st.stx_mode) &&

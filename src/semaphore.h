@@ -31,7 +31,8 @@ int Open(const char* name, bool create, bool exclusive, unsigned mode, unsigned 
 // Whether the file of semaphore `name` exists but is too short to hold one
 // (made by hand, or truncated). glibc maps a semaphore's file without
 // looking at its size, and touching a mapping past the end of its file
-// raises SIGBUS.
+// raises SIGBUS. Checked by name at open: a file swapped in meanwhile, or
+// truncated while open, still can.
 bool TooShort(const char* name);
 int Unlink(const char* name);
 int Close(sem_t* sem);
