@@ -690,8 +690,8 @@ napi_value TryWait(napi_env env, napi_callback_info info) {
   return Result(env, nsem::TryWait(sem));
 }
 
-// postCount(id, count) -> undefined | errno
-napi_value PostCount(napi_env env, napi_callback_info info) {
+// (id, count) -> undefined | errno: `op` with a count of 1 to SEM_VALUE_MAX.
+napi_value WithCount(napi_env env, napi_callback_info info, int (*op)(sem_t*, uint32_t)) {
   napi_value argv[2];
   size_t argc;
   EnvData* data = Args(env, info, argv, &argc);
@@ -699,20 +699,18 @@ napi_value PostCount(napi_env env, napi_callback_info info) {
   if (h == nullptr) return Int(env, kBadHandle);
   double count;
   if (!GetWhole(env, argv[1], 1, SEM_VALUE_MAX, &count)) return Int(env, EINVAL);
-  return Result(env, nsem::Post(h->shared->sem(), static_cast<uint32_t>(count)));
+  return Result(env, op(h->shared->sem(), static_cast<uint32_t>(count)));
+}
+
+// postCount(id, count) -> undefined | errno
+napi_value PostCount(napi_env env, napi_callback_info info) {
+  return WithCount(env, info, nsem::Post);
 }
 
 // tryWaitCount(id, count) -> undefined | EAGAIN | errno: takes count, or
 // nothing if the value is below it.
 napi_value TryWaitCount(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  size_t argc;
-  EnvData* data = Args(env, info, argv, &argc);
-  Handle* h = Find<Handle>(env, data, argv[0]);
-  if (h == nullptr) return Int(env, kBadHandle);
-  double count;
-  if (!GetWhole(env, argv[1], 1, SEM_VALUE_MAX, &count)) return Int(env, EINVAL);
-  return Result(env, nsem::TryWaitCount(h->shared->sem(), static_cast<uint32_t>(count)));
+  return WithCount(env, info, nsem::TryWaitCount);
 }
 
 // drain(id) -> how many were taken (the whole value) | -errno
