@@ -632,6 +632,15 @@ T* Find(napi_env env, EnvData* data, napi_value id) {
   return data == nullptr ? nullptr : FindById<T>(data, GetId(env, id));
 }
 
+// The open handle of kind T that a call's only argument names, or nullptr.
+template <typename T>
+T* FindOnlyArg(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc;
+  EnvData* data = Args(env, info, argv, &argc);
+  return Find<T>(env, data, argv[0]);
+}
+
 // The calling environment's EnvData, or nullptr.
 EnvData* CallerData(napi_env env, napi_callback_info info) {
   if (first_env_here != nullptr && first_env_here->env == env) return first_env_here;
@@ -715,10 +724,7 @@ napi_value TryWaitCount(napi_env env, napi_callback_info info) {
 
 // drain(id) -> how many were taken (the whole value) | -errno
 napi_value Drain(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  size_t argc;
-  EnvData* data = Args(env, info, argv, &argc);
-  Handle* h = Find<Handle>(env, data, argv[0]);
+  Handle* h = FindOnlyArg<Handle>(env, info);
   if (h == nullptr) return Int(env, -kBadHandle);
   return Int(env, static_cast<int32_t>(nsem::Drain(h->shared->sem())));
 }
@@ -726,10 +732,7 @@ napi_value Drain(napi_env env, napi_callback_info info) {
 // value(id) -> value >= 0 | -errno; JavaScript reads the value word instead
 // where there is one.
 napi_value Value(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  size_t argc;
-  EnvData* data = Args(env, info, argv, &argc);
-  Handle* h = Find<Handle>(env, data, argv[0]);
+  Handle* h = FindOnlyArg<Handle>(env, info);
   if (h == nullptr) return Int(env, -kBadHandle);
   sem_t* sem = h->shared->sem();
   int value = 0;
@@ -808,10 +811,7 @@ napi_value Close(napi_env env, napi_callback_info info) {
 
 // sumGeneration(id) -> value >= 0 | -errno
 napi_value SumGeneration(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  size_t argc;
-  EnvData* data = Args(env, info, argv, &argc);
-  SumHandle* h = Find<SumHandle>(env, data, argv[0]);
+  SumHandle* h = FindOnlyArg<SumHandle>(env, info);
   return Int(env, h == nullptr ? -kBadHandle : h->sum.Generation());
 }
 
