@@ -109,9 +109,9 @@ constexpr uint64_t kValueMask = 0xffffffff;
 constexpr uint64_t kOneWaiter = uint64_t{1} << 32;
 uint64_t* Data(sem_t* sem) { return reinterpret_cast<uint64_t*>(sem); }
 
+// A shared (not private) futex wake, as glibc's for a named semaphore.
 void WakeWaiters(sem_t* sem, uint32_t n) {
-  syscall(SYS_futex, sem, FUTEX_WAKE, static_cast<int>(n), nullptr, nullptr,
-          0);  // shared, as glibc's
+  syscall(SYS_futex, sem, FUTEX_WAKE, static_cast<int>(n), nullptr, nullptr, 0);
 }
 
 // What sem_post does for one token, for `count` at once: the same
