@@ -27,7 +27,7 @@ const quick = process.argv.includes('--quick');
 // (bench/.work/results*.json), without measuring.
 const reportOnly = process.argv.includes('--report-only');
 // --only=calls,ping,...: run only these sections (for working on one; the
-// report then says so). Sections: calls request cluster ping hammer http lost memory.
+// report then says so). Sections: calls request cluster ping hammer http lost memory idle.
 const only = (process.argv.find((a) => a.startsWith('--only=')) ?? '').slice(7).split(',').filter(Boolean);
 const CFG = quick
   ? {
@@ -569,6 +569,18 @@ async function main() {
     // For scale: sem_open + sem_close in C.
     const n = quick ? 2000 : 20000;
     results.openCloseC = runJson(semloop, ['open', setup.semName('mem-c'), String(n)]).ns / n;
+  });
+
+  await section('idle', 'idle: CPU of pending waits while nothing is posted', async () => {
+    const seconds = quick ? 1 : 3;
+    results.idle = [];
+    for (const mechanism of ['io_uring', 'thread']) {
+      const env = { ...process.env, NAMED_SEMAPHORE_WAITER: mechanism === 'thread' ? 'thread' : '' };
+      const r = runJson(process.execPath, [path.join(__dirname, 'workers', 'idle.js'), setup.semName(`idle-${mechanism}`), '1000', String(seconds)], { env });
+      if (r.mechanism !== mechanism) continue; // no io_uring on this kernel
+      results.idle.push(r);
+      log(`  1000 waits on 1000 semaphores, ${mechanism}: ${(r.cpuShare * 100).toFixed(2)} % of a CPU, ${r.extraThreads} threads`);
+    }
   });
 
   // Done measuring.

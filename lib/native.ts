@@ -87,8 +87,8 @@ export interface Binding {
   unlink(name: string): number;
   /** TCP listeners on `port` (0: all) with their accept queues (sock_diag), or an errno. */
   listenQueue(port: number): NativeListener[] | number;
-  /** Sets the function that settles async waits, once per thread. */
-  setSettle(settle: (id: number, err: number) => void): number;
+  /** Sets the function that settles async waits, once per thread: settle(waitId, err) -> whether it took the wait (else its token is posted back). */
+  setSettle(settle: (id: number, err: number) => boolean): number;
   /** How wait() waits in this thread (see src/futex_ring.h); decided on first use. */
   waitMechanism(): WaitMechanism;
   readonly SEM_VALUE_MAX: number;

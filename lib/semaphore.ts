@@ -53,14 +53,21 @@ function unlisten(wait: PendingWait): void {
   wait.signal?.removeEventListener('abort', wait.onAbort!);
 }
 
-function settle(id: number, err: number): void {
+/**
+ * Called by the addon as each async wait ends. Returns whether it took the
+ * wait: false for one that has already ended (aborted, or its handle closed,
+ * perhaps by an earlier settle() of the same batch), whose token the addon
+ * then posts back.
+ */
+function settle(id: number, err: number): boolean {
   const wait = forget(id);
-  if (wait === undefined) return;
+  if (wait === undefined) return false;
   wait.sem[kForgetWait](id);
   if (err === 0) wait.resolve(true);
   else if (err === errno.ETIMEDOUT) wait.resolve(false);
   else wait.reject(new SemaphoreError(err, 'sem_wait', wait.sem.name));
   unlisten(wait);
+  return true;
 }
 
 binding.setSettle(settle);
@@ -117,7 +124,7 @@ export class NamedSemaphore {
    * How wait() waits in this thread: 'io_uring' where the kernel allows it
    * (Linux 6.7+, io_uring not blocked): the event loop itself waits, and a
    * post wakes it directly (each thread, main or worker, has its own ring);
-   * otherwise 'thread': a thread per semaphore with waits pending.
+   * otherwise 'thread': waiter threads sleeping on the semaphores' futex words.
    * NAMED_SEMAPHORE_WAITER=thread in the environment forces the thread.
    */
   static get waitMechanism(): WaitMechanism {

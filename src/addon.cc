@@ -40,6 +40,7 @@
 namespace {
 
 using nsem::SharedSemaphore;
+using nsem::WaiterPool;
 
 // What an id stands for: an open semaphore or a gauge's share sum.
 struct Bound {
@@ -137,9 +138,9 @@ struct LoopWaits {
   explicit LoopWaits(EnvData* d) : data(d) {}
   EnvData* data;                    // nullptr once torn down
   nsem::FutexRing* ring = nullptr;  // nullptr: not started, or not available
-  bool started = false;
-  uv_poll_t poll;    // the ring's fd, in the loop's epoll
-  uv_timer_t timer;  // the earliest deadline of a pending wait
+  bool refused = false;             // waits use threads for good
+  uv_poll_t poll;                   // the ring's fd, in the loop's epoll
+  uv_timer_t timer;                 // the earliest deadline of a pending wait
   int64_t timer_due = nsem::kForever;
   napi_async_context async_context = nullptr;
   std::vector<uint64_t> waiting;  // ids of handles with ring waits pending
@@ -179,9 +180,10 @@ struct EnvData {
   CallSlots* slots = nullptr;
   napi_ref slots_buffer = nullptr;
   LoopWaits* loop = nullptr;
+  WaiterPool* pool = nullptr;  // waiter threads, where there is no ring
   // Carries settled waits from waiter threads to JavaScript.
   napi_threadsafe_function tsfn = nullptr;
-  napi_ref settle_fn = nullptr;  // JavaScript settle(id, err)
+  napi_ref settle_fn = nullptr;  // JavaScript settle(id, err) -> whether it took the wait
   // Waits not yet settled in JavaScript; while any are, the process stays up
   // (through the threadsafe function's reference, for waits of either kind).
   size_t waits_in_flight = 0;
@@ -209,21 +211,29 @@ struct EnvData {
 #endif
 thread_local EnvData* first_env_here NSEM_INITIAL_EXEC = nullptr;
 
+// What the value word's ArrayBuffer holds: a reference on the semaphore,
+// until the buffer is collected or close() detaches it.
+struct WordLease {
+  SharedSemaphore* shared;
+};
+
 // An open semaphore.
 struct Handle : Bound {
   static constexpr Kind kKind = Kind::kSemaphore;
   Handle(EnvData* d, sem_t* sem, const char* name, bool owned_share)
       : Bound(kKind),
         data(d),
-        shared(new SharedSemaphore(sem, NotifySettled, d)),
+        shared(new SharedSemaphore(sem)),
         ring_waits(sem),
         share_name(owned_share ? name : "") {}
   size_t Release() override;
-  static void NotifySettled(void* context, SharedSemaphore* shared);
   EnvData* const data;
-  SharedSemaphore* const shared;  // and its waiter thread, where there is no ring
-  nsem::RingWaits ring_waits;     // waits served by the ring
-  const std::string share_name;   // set for a gauge's own share
+  SharedSemaphore* const shared;
+  nsem::RingWaits ring_waits;          // waits served by the ring
+  WaiterPool::Queue* queue = nullptr;  // waits served by threads, once there is one
+  napi_ref word_buffer = nullptr;      // weak: the value word's buffer, to detach at close
+  WordLease* word_lease = nullptr;     // valid while word_buffer's target lives
+  const std::string share_name;        // set for a gauge's own share
 };
 
 size_t Handle::Release() {
@@ -232,7 +242,9 @@ size_t Handle::Release() {
     nsem::Drain(shared->sem());
     nsem::Unlink(share_name.c_str());
   }
-  size_t outstanding = ring_waits.Stop(data->loop->ring) + shared->Stop();
+  size_t outstanding = ring_waits.Stop(data->loop->ring);
+  if (queue != nullptr) outstanding += data->pool->DeleteQueue(queue);
+  if (word_buffer != nullptr) napi_delete_reference(data->env, word_buffer);
   shared->Unref();
   return outstanding;
 }
@@ -272,81 +284,105 @@ void MaybeFreeEnvData(EnvData* data) {
   if (data->torn_down && data->tokens_alive == 0) delete data;
 }
 
-// Called on a waiter thread with the SharedSemaphore's lock held.
-void Handle::NotifySettled(void* context, SharedSemaphore* shared) {
+// Called on a waiter thread with the pool's lock held: CallSettle follows.
+// (If the call fails, the environment is going away: WaiterPool::Shutdown
+// posts the tokens back.)
+void NotifySettled(void* context) {
   EnvData* data = static_cast<EnvData*>(context);
-  shared->Ref();  // released by CallSettle
-  if (napi_call_threadsafe_function(data->tsfn, shared, napi_tsfn_nonblocking) != napi_ok) {
-    shared->Unref();
-  }
+  napi_call_threadsafe_function(data->tsfn, nullptr, napi_tsfn_nonblocking);
 }
 
-// Calls JavaScript's settle(id, err) for each wait, in order, collecting
-// what it throws (ours never does) into `thrown`, so that one throw keeps no
-// other wait from settling. Returns how many reached it: fewer when
-// JavaScript cannot run (a terminating worker).
-size_t SettleInJs(napi_env env, EnvData* data, const std::vector<nsem::Settled>& settled,
-                  std::vector<napi_value>* thrown) {
-  napi_value fn, undefined, argv[2];
-  if (data->settle_fn == nullptr ||
-      napi_get_reference_value(env, data->settle_fn, &fn) != napi_ok || fn == nullptr) {
-    return 0;
-  }
-  napi_get_undefined(env, &undefined);
-  size_t delivered = 0;
-  for (const nsem::Settled& s : settled) {
-    napi_create_double(env, s.id, &argv[0]);
-    napi_create_int32(env, s.err, &argv[1]);
-    napi_value ignored;
-    if (napi_call_function(env, undefined, fn, 2, argv, &ignored) != napi_ok) {
-      bool threw = false;
-      napi_value exception = nullptr;
-      // No exception: JavaScript could not run at all.
-      if (napi_is_exception_pending(env, &threw) != napi_ok || !threw ||
-          napi_get_and_clear_last_exception(env, &exception) != napi_ok) {
-        break;
-      }
-      thrown->push_back(exception);  // settle() ran and threw (even undefined): delivered
-    }
-    delivered++;
-  }
-  return delivered;
+// Whether JavaScript can run in this environment: not while a worker is
+// being terminated. (napi_coerce_to_bool, like every call that may run
+// JavaScript, refuses then.)
+bool CanRunJs(napi_env env) {
+  napi_value undefined, ignored;
+  return napi_get_undefined(env, &undefined) == napi_ok &&
+         napi_coerce_to_bool(env, undefined, &ignored) == napi_ok;
 }
 
-// An exception from settle() is uncaught, as from any callback, whichever
-// way the wait was served. Raised after undelivered tokens went back: with
-// no 'uncaughtException' handler, the process ends here.
-void RaiseUncaught(napi_env env, const std::vector<napi_value>& thrown) {
-  for (napi_value exception : thrown) napi_fatal_exception(env, exception);
-}
-
-// Tokens taken for waits that JavaScript never received go back. The
-// caller holds a reference on each wait's semaphore: settle() may have
-// closed its handle.
-void PostBackUndelivered(const std::vector<nsem::Settled>& settled, size_t delivered,
-                         const std::vector<SharedSemaphore*>& sems) {
-  for (size_t i = delivered; i < settled.size(); i++) {
+// Posts back the tokens of waits that JavaScript will never see.
+void GiveBack(const std::vector<nsem::Settled>& settled,
+              const std::vector<SharedSemaphore*>& sems) {
+  for (size_t i = 0; i < settled.size(); i++) {
     if (settled[i].err == 0) nsem::Post(sems[i]->sem(), 1);
   }
 }
 
-// The tsfn's call: on the JavaScript thread (or with env == nullptr while
-// tearing down).
-void CallSettle(napi_env env, napi_value, void* context, void* payload) {
-  SharedSemaphore* shared = static_cast<SharedSemaphore*>(payload);
-  std::vector<nsem::Settled> settled;
-  shared->Drain(&settled);
-  size_t delivered = 0;
+// Hands settled waits to JavaScript's settle(id, err), in order, and posts
+// back every token it did not take: settle() returns false for a wait it
+// no longer knows (aborted, or its handle closed, perhaps by an earlier
+// settle() of this very batch). If the environment is being torn down
+// meanwhile (a terminated worker), no promise of the batch can reach user
+// code any more: all of its tokens go back. An exception from settle() (ours
+// throws only what the caller's AbortSignal throws) is uncaught, as from any
+// callback, and raised once every token is where it belongs: with no
+// 'uncaughtException' handler, the process ends there.
+// `sems` holds a reference on each wait's semaphore: settle() may close its
+// handle while later tokens still have to go back to it.
+void Deliver(napi_env env, EnvData* data, const std::vector<nsem::Settled>& settled,
+             const std::vector<SharedSemaphore*>& sems) {
+  std::vector<bool> taken(settled.size(), false);
   std::vector<napi_value> thrown;
-  // env is nullptr when the environment is going away: nothing reaches JS.
-  if (env != nullptr && !settled.empty()) {
-    EnvData* data = static_cast<EnvData*>(context);
-    ChangeWaitsInFlight(data, -static_cast<ptrdiff_t>(settled.size()));
-    delivered = SettleInJs(env, data, settled, &thrown);
+  bool dying = false;
+  napi_value fn, undefined, argv[2];
+  if (data->settle_fn == nullptr ||
+      napi_get_reference_value(env, data->settle_fn, &fn) != napi_ok || fn == nullptr ||
+      napi_get_undefined(env, &undefined) != napi_ok) {
+    dying = true;
   }
-  PostBackUndelivered(settled, delivered, std::vector<SharedSemaphore*>(settled.size(), shared));
-  RaiseUncaught(env, thrown);
-  shared->Unref();
+  for (size_t i = 0; i < settled.size() && !dying; i++) {
+    napi_create_double(env, settled[i].id, &argv[0]);
+    napi_create_int32(env, settled[i].err, &argv[1]);
+    napi_value result;
+    if (napi_call_function(env, undefined, fn, 2, argv, &result) == napi_ok) {
+      bool took = false;
+      napi_get_value_bool(env, result, &took);
+      taken[i] = took;
+      continue;
+    }
+    bool threw = false;
+    napi_value exception = nullptr;
+    if (napi_is_exception_pending(env, &threw) == napi_ok && threw) {
+      napi_get_and_clear_last_exception(env, &exception);
+    }
+    if (!threw || !CanRunJs(env)) {
+      dying = true;  // JavaScript could not run, or stopped for good mid-call
+      break;
+    }
+    taken[i] = true;  // settle() took it, then the caller's signal threw
+    thrown.push_back(exception);
+  }
+  if (dying) {
+    GiveBack(settled, sems);
+    return;
+  }
+  for (size_t i = 0; i < settled.size(); i++) {
+    if (settled[i].err == 0 && !taken[i]) nsem::Post(sems[i]->sem(), 1);
+  }
+  {
+    for (napi_value exception : thrown) napi_fatal_exception(env, exception);
+  }
+}
+
+// The tsfn's call, on the JavaScript thread: waits settled by waiter
+// threads. env is nullptr when the environment is going away, after
+// WaiterPool::Shutdown has posted back whatever was left.
+void CallSettle(napi_env env, napi_value, void* context, void*) {
+  if (env == nullptr) return;
+  EnvData* data = static_cast<EnvData*>(context);
+  std::vector<nsem::SettledWait> drained;
+  data->pool->Drain(&drained);
+  if (drained.empty()) return;
+  std::vector<nsem::Settled> settled;
+  std::vector<SharedSemaphore*> sems;
+  for (const nsem::SettledWait& s : drained) {
+    settled.push_back(s.wait);
+    sems.push_back(s.sem);
+  }
+  ChangeWaitsInFlight(data, -static_cast<ptrdiff_t>(settled.size()));
+  Deliver(env, data, settled, sems);
+  for (SharedSemaphore* s : sems) s->Unref();
 }
 
 // ---- waits served by the event loop (LoopWaits) -----------------------------
@@ -423,21 +459,16 @@ void ServiceAndSettle(LoopWaits* loop, const std::vector<Handle*>& handles) {
   napi_handle_scope handle_scope;
   napi_callback_scope callback_scope;
   napi_value resource;
-  size_t delivered = 0;
   if (napi_open_handle_scope(env, &handle_scope) != napi_ok) {
-    PostBackUndelivered(settled, 0, sems);
+    GiveBack(settled, sems);
     return;
   }
   if (napi_get_reference_value(env, loop->resource, &resource) == napi_ok &&
       napi_open_callback_scope(env, resource, loop->async_context, &callback_scope) == napi_ok) {
-    std::vector<napi_value> thrown;
-    delivered = SettleInJs(env, data, settled, &thrown);
-    // Before closing the scope, which runs user code that may close handles.
-    PostBackUndelivered(settled, delivered, sems);
-    RaiseUncaught(env, thrown);
-    napi_close_callback_scope(env, callback_scope);
+    Deliver(env, data, settled, sems);
+    napi_close_callback_scope(env, callback_scope);  // runs the promise reactions
   } else {
-    PostBackUndelivered(settled, 0, sems);
+    GiveBack(settled, sems);
   }
   napi_close_handle_scope(env, handle_scope);
 }
@@ -459,15 +490,22 @@ void OnRingReadable(uv_poll_t* poll, int, int) {
 // thread (main or worker) has its own, on its own event loop.
 nsem::FutexRing* Ring(EnvData* data) {
   LoopWaits* loop = data->loop;
-  if (loop->started) return loop->ring;
-  loop->started = true;
+  if (loop->ring != nullptr || loop->refused) return loop->ring;
+  // After a transient failure: threads serve until their waits are done, so
+  // one handle's waits are never split between the two.
+  if (!data->pool->Idle()) return nullptr;
+  loop->refused = true;
   const char* choice = getenv("NAMED_SEMAPHORE_WAITER");
   if (choice != nullptr && strcmp(choice, "thread") == 0) return nullptr;
   napi_env env = data->env;
   uv_loop_t* uv = nullptr;
   if (napi_get_uv_event_loop(env, &uv) != napi_ok) return nullptr;
-  nsem::FutexRing* ring = nsem::FutexRing::Create();
-  if (ring == nullptr) return nullptr;
+  bool transient = false;
+  nsem::FutexRing* ring = nsem::FutexRing::Create(&transient);
+  if (ring == nullptr) {
+    loop->refused = !transient;  // out of descriptors, say: try again later
+    return nullptr;
+  }
   napi_value resource, name;
   if (napi_create_object(env, &resource) != napi_ok ||
       napi_create_string_utf8(env, "named-semaphore:wait", NAPI_AUTO_LENGTH, &name) != napi_ok ||
@@ -548,6 +586,11 @@ void TearDown(void* arg) {
   // Stop every waiter thread before the threadsafe function goes away.
   for (uint64_t id : data->handles.Ids()) CloseId(data, id);
   StopLoopWaits(data);
+  // Joined here: a thread that outlived this hook could run code of an addon
+  // that the worker's exit unloads.
+  data->pool->Shutdown();
+  delete data->pool;
+  data->pool = nullptr;
   data->torn_down = true;
   if (data->settle_fn != nullptr) napi_delete_reference(data->env, data->settle_fn);
   data->settle_fn = nullptr;
@@ -775,7 +818,8 @@ napi_value Wait(napi_env env, napi_callback_info info) {
     }
     if (err == 0 && deadline < data->loop->timer_due) ScheduleDeadlines(data->loop);
   } else {
-    err = h->shared->Enqueue(wait_id, deadline);
+    if (h->queue == nullptr) h->queue = data->pool->NewQueue(h->shared);
+    err = data->pool->Enqueue(h->queue, wait_id, deadline);
   }
   if (err == 0) ChangeWaitsInFlight(data, 1);
   return Int(env, err);
@@ -792,10 +836,13 @@ napi_value Cancel(napi_env env, napi_callback_info info) {
   if (h == nullptr || !GetWhole(env, argv[1], 0, kMaxSafeInteger, &wait_id)) {
     return Bool(env, false);
   }
-  bool found = h->ring_waits.Cancel(wait_id, data->loop->ring) || h->shared->Cancel(wait_id);
+  bool found = h->ring_waits.Cancel(wait_id, data->loop->ring) ||
+               (h->queue != nullptr && data->pool->Cancel(h->queue, wait_id));
   if (found) ChangeWaitsInFlight(data, -1);
   return Bool(env, found);
 }
+
+void DetachWord(napi_env env, Handle* h);
 
 // close(id) -> 0, for a semaphore or a sum; idempotent. Outstanding waits are
 // forgotten (JavaScript rejects them) and their tokens posted back.
@@ -803,7 +850,10 @@ napi_value Close(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   size_t argc;
   EnvData* data = Args(env, info, argv, &argc);
-  if (data != nullptr) CloseId(data, GetId(env, argv[0]));
+  if (data == nullptr) return Int(env, 0);
+  uint64_t id = GetId(env, argv[0]);
+  if (Handle* h = FindById<Handle>(data, id)) DetachWord(env, h);
+  CloseId(data, id);
   return Int(env, 0);
 }
 
@@ -892,26 +942,50 @@ void FinalizeToken(napi_env, void* id, void* hint) {
   MaybeFreeEnvData(data);
 }
 
-void UnrefSemaphore(napi_env, void*, void* shared) {
-  static_cast<SharedSemaphore*>(shared)->Unref();
+void EndLease(napi_env, void*, void* hint) {
+  WordLease* lease = static_cast<WordLease*>(hint);
+  if (lease->shared != nullptr) lease->shared->Unref();
+  delete lease;
 }
 
 // The semaphore's value word (see nsem::ValueWord) as a 4-byte ArrayBuffer,
 // so that JavaScript reads the value with Atomics.load instead of a call;
 // nullptr where there is none (or the runtime allows no external buffers:
-// value() stays a call). The buffer holds a reference on the semaphore: the
-// mapping outlives every view of it, whatever happens to the handle.
-napi_value ValueWordBuffer(napi_env env, SharedSemaphore* shared) {
-  const int32_t* word = nsem::ValueWord(shared->sem());
+// value() stays a call). The buffer holds a reference on the semaphore, so
+// the mapping outlives every view of it, until close() detaches the buffer
+// (see DetachWord).
+napi_value ValueWordBuffer(napi_env env, Handle* h) {
+  const int32_t* word = nsem::ValueWord(h->shared->sem());
   if (word == nullptr) return nullptr;
-  shared->Ref();
+  WordLease* lease = new WordLease{h->shared};
+  h->shared->Ref();
   napi_value buffer;
-  if (napi_create_external_arraybuffer(env, const_cast<int32_t*>(word), sizeof *word,
-                                       UnrefSemaphore, shared, &buffer) != napi_ok) {
-    shared->Unref();
+  if (napi_create_external_arraybuffer(env, const_cast<int32_t*>(word), sizeof *word, EndLease,
+                                       lease, &buffer) != napi_ok) {
+    EndLease(env, nullptr, lease);
     return nullptr;
   }
+  if (napi_create_reference(env, buffer, 0, &h->word_buffer) == napi_ok) h->word_lease = lease;
   return buffer;
+}
+
+// At close(): empties the value word's buffer, if it still lives, and lets go
+// of its reference, so the semaphore is unmapped now rather than whenever
+// the collector finds the buffer. A view read afterwards has length 0.
+void DetachWord(napi_env env, Handle* h) {
+  napi_value buffer = nullptr;
+  if (h->word_buffer == nullptr ||
+      napi_get_reference_value(env, h->word_buffer, &buffer) != napi_ok || buffer == nullptr) {
+    return;  // collected: its finalizer let go
+  }
+  WordLease* lease = h->word_lease;
+  SharedSemaphore* shared = lease->shared;
+  lease->shared = nullptr;  // before detaching, which may run EndLease
+  if (napi_detach_arraybuffer(env, buffer) == napi_ok) {
+    shared->Unref();
+  } else {
+    lease->shared = shared;  // still readable: keep the mapping
+  }
 }
 
 // Registers b (taking ownership; `sem` for a semaphore) and returns its { id }
@@ -926,7 +1000,7 @@ napi_value NewToken(napi_env env, EnvData* data, Bound* b, sem_t* sem) {
   napi_value word = nullptr;
   if (sem != nullptr) {
     static_cast<Handle*>(b)->ring_waits.set_key(id);
-    word = ValueWordBuffer(env, static_cast<Handle*>(b)->shared);
+    word = ValueWordBuffer(env, static_cast<Handle*>(b));
   }
   // Defined, not assigned: an assignment would run any setter JavaScript put
   // on Object.prototype, which could close this very handle under us.
@@ -1114,10 +1188,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   napi_unref_threadsafe_function(env, data->tsfn);
   napi_set_instance_data(env, data, nullptr, nullptr);
   data->loop = new LoopWaits(data);
+  data->pool = new WaiterPool(NotifySettled, data);
   // Added before TearDown's hook, so that it runs after it (last in, first out).
   if (napi_add_async_cleanup_hook(env, CloseLoopWaits, data->loop, &data->loop->cleanup) !=
       napi_ok) {
-    data->loop->started = true;  // no ring without a way to close it: waits use threads
+    data->loop->refused = true;  // no ring without a way to close it: waits use threads
   }
   // Registered after the threadsafe function, so it runs before the
   // function's own teardown (cleanup hooks run last-in, first-out).

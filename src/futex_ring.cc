@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <linux/io_uring.h>
 #include <poll.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -29,27 +30,33 @@ T* At(void* base, uint32_t offset) {
   return reinterpret_cast<T*>(static_cast<char*>(base) + offset);
 }
 
+// Whether a failure to set up a ring may pass: out of descriptors or memory.
+bool Transient(int err) { return err == EMFILE || err == ENFILE || err == ENOMEM || err == EAGAIN; }
+
 }  // namespace
 
-// A ring, without the check.
-FutexRing* FutexRing::Open() {
+// A ring, without the check; nullptr and *err on failure.
+FutexRing* FutexRing::Open(int* err) {
   FutexRing* ring = new FutexRing();
-  if (ring->Init(kEntries)) return ring;
+  *err = ring->Init(kEntries);
+  if (*err == 0) return ring;
   delete ring;
   return nullptr;
 }
 
 // Whether sem_post on a process-shared semaphore wakes a futex wait that a
 // ring armed as one of glibc's waiters: proves the opcode, the permission
-// and the protocol together.
-bool FutexRing::PostWakesRing() {
-  if (!HasValueWord()) return false;  // not glibc's layout
+// and the protocol together. kUnknown when a transient failure kept it from
+// telling.
+FutexRing::Verdict FutexRing::PostWakesRing() {
+  if (!HasValueWord()) return kRefused;  // not glibc's layout
   void* page =
       mmap(nullptr, sizeof(sem_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (page == MAP_FAILED) return false;
+  if (page == MAP_FAILED) return kUnknown;
   sem_t* sem = static_cast<sem_t*>(page);
   bool wakes = false;
-  FutexRing* ring = sem_init(sem, 1, 0) == 0 ? FutexRing::Open() : nullptr;
+  int err = 0;
+  FutexRing* ring = sem_init(sem, 1, 0) == 0 ? FutexRing::Open(&err) : nullptr;
   if (ring != nullptr) {
     AddWaiter(sem);
     if (ring->Arm(1, ValueWord(sem)) == 0) {
@@ -65,31 +72,45 @@ bool FutexRing::PostWakesRing() {
     sem_destroy(sem);
   }
   munmap(page, sizeof(sem_t));
-  return wakes;
+  if (ring == nullptr && Transient(err)) return kUnknown;
+  return wakes ? kWorks : kRefused;
 }
 
-FutexRing* FutexRing::Create() {
-  static const bool works = PostWakesRing();  // once, thread-safely
-  return works ? Open() : nullptr;
+FutexRing* FutexRing::Create(bool* transient) {
+  // Checked once per process, unless a transient failure kept it from
+  // telling: then the next call checks again.
+  static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  static Verdict verdict = kUnknown;
+  pthread_mutex_lock(&mu);
+  if (verdict == kUnknown) verdict = PostWakesRing();
+  Verdict now = verdict;
+  pthread_mutex_unlock(&mu);
+  *transient = now == kUnknown;
+  if (now != kWorks) return nullptr;
+  int err = 0;
+  FutexRing* ring = Open(&err);
+  *transient = ring == nullptr && Transient(err);
+  return ring;
 }
 
-bool FutexRing::Init(unsigned entries) {
+int FutexRing::Init(unsigned entries) {
   struct io_uring_params p;
   memset(&p, 0, sizeof p);
   fd_ = static_cast<int>(syscall(__NR_io_uring_setup, entries, &p));  // O_CLOEXEC
-  if (fd_ < 0 || !(p.features & IORING_FEAT_SINGLE_MMAP) || !(p.features & IORING_FEAT_NODROP)) {
-    return false;
+  if (fd_ < 0) return errno;
+  if (!(p.features & IORING_FEAT_SINGLE_MMAP) || !(p.features & IORING_FEAT_NODROP)) {
+    return ENOSYS;
   }
   rings_size_ = std::max(p.sq_off.array + p.sq_entries * sizeof(unsigned),
                          p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe));
   void* rings = mmap(nullptr, rings_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd_,
                      IORING_OFF_SQ_RING);
-  if (rings == MAP_FAILED) return false;
+  if (rings == MAP_FAILED) return errno;
   rings_ = rings;
   sqes_size_ = p.sq_entries * sizeof(struct io_uring_sqe);
   void* sqes = mmap(nullptr, sqes_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd_,
                     IORING_OFF_SQES);
-  if (sqes == MAP_FAILED) return false;
+  if (sqes == MAP_FAILED) return errno;
   sqes_ = sqes;
   sq_head_ = At<unsigned>(rings_, p.sq_off.head);
   sq_tail_ = At<unsigned>(rings_, p.sq_off.tail);
@@ -100,7 +121,7 @@ bool FutexRing::Init(unsigned entries) {
   cq_tail_ = At<unsigned>(rings_, p.cq_off.tail);
   cq_mask_ = *At<unsigned>(rings_, p.cq_off.ring_mask);
   cqes_ = At<void>(rings_, p.cq_off.cqes);
-  return true;
+  return 0;
 }
 
 FutexRing::~FutexRing() {

@@ -25,8 +25,9 @@ namespace nsem {
 class FutexRing {
  public:
   // A ring, or nullptr where futex waits through io_uring cannot serve
-  // glibc semaphores.
-  static FutexRing* Create();
+  // glibc semaphores; *transient tells a failure that may pass (out of
+  // descriptors or memory), after which a later call may succeed.
+  static FutexRing* Create(bool* transient);
   ~FutexRing();
   FutexRing(const FutexRing&) = delete;
   FutexRing& operator=(const FutexRing&) = delete;
@@ -49,10 +50,11 @@ class FutexRing {
   void Reap(std::vector<Completion>* out);
 
  private:
+  enum Verdict { kUnknown, kWorks, kRefused };
   FutexRing() = default;
-  static FutexRing* Open();
-  static bool PostWakesRing();
-  bool Init(unsigned entries);
+  static FutexRing* Open(int* err);
+  static Verdict PostWakesRing();
+  int Init(unsigned entries);                    // 0 or an errno
   int Submit(const struct io_uring_sqe& entry);  // 0 or an errno
 
   int fd_ = -1;

@@ -25,6 +25,7 @@ NSEM_PIN(sem_init, "GLIBC_2.2.5");
 NSEM_PIN(sem_destroy, "GLIBC_2.2.5");
 NSEM_PIN(pthread_create, "GLIBC_2.2.5");
 NSEM_PIN(pthread_detach, "GLIBC_2.2.5");
+NSEM_PIN(pthread_join, "GLIBC_2.2.5");
 NSEM_PIN(pthread_condattr_setclock, "GLIBC_2.3.3");
 NSEM_PIN(dlsym, "GLIBC_2.2.5");
 #undef NSEM_PIN

@@ -1,7 +1,18 @@
 // Async waits without the libuv thread pool, where there is no FutexRing
-// (futex_ring.h): one thread per open semaphore that has waits pending (it
-// lingers 1 s when idle), serving them first in, first out. It blocks in
-// short slices so that deadlines, cancellation and close are seen promptly.
+// (futex_ring.h): a few threads per environment that sleep in the kernel on
+// the semaphores' futex words, as sem_wait does, and wake for a post, the
+// earliest deadline, or a kick from the JavaScript thread. An idle wait costs
+// no CPU, and cancellation, deadlines and close are seen at once.
+//
+// Each thread sleeps in futex_waitv (Linux 5.16+) on up to kSleepsPerThread
+// semaphores plus a private control word that kicks it; at most kMaxThreads
+// threads per environment, and a thread that has more semaphores than it can
+// sleep on polls the rest every few milliseconds. Where futex_waitv is
+// refused (older kernels, qemu-user, older seccomp profiles), each semaphore
+// with waits gets a thread of its own that sleeps on its futex word alone.
+//
+// A thread joins glibc's count of the semaphore's waiters while it sleeps on
+// it, as FutexRing does (see nsem::AddWaiter), so sem_post wakes it.
 #ifndef NAMED_SEMAPHORE_WAITER_H
 #define NAMED_SEMAPHORE_WAITER_H
 
@@ -17,57 +28,85 @@
 
 namespace nsem {
 
-// An open semaphore, shared by its JavaScript handle and its waiter thread.
-// sem_close runs when the last of them lets go, never while a thread waits.
+// An open semaphore, shared by its handle, the waits in flight, and the value
+// word's buffer: sem_close runs when the last of them lets go.
 class SharedSemaphore {
  public:
-  // Called by the waiter thread, holding the lock, when settled waits are
-  // ready to drain. It runs at most once between two Drain() calls.
-  using Notify = void (*)(void* context, SharedSemaphore* sem);
-
-  SharedSemaphore(sem_t* sem, Notify notify, void* context);
+  explicit SharedSemaphore(sem_t* sem) : sem_(sem) {}
   SharedSemaphore(const SharedSemaphore&) = delete;
   SharedSemaphore& operator=(const SharedSemaphore&) = delete;
 
   sem_t* sem() const { return sem_; }
-  void Ref();
+  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
   void Unref();  // the last Unref closes the semaphore and deletes this
 
+ private:
+  ~SharedSemaphore() { Close(sem_); }
+  sem_t* const sem_;
+  std::atomic<int> refs_{1};
+};
+
+// A settled wait, with a reference on its semaphore (for the token to go
+// back to, should JavaScript not take it). The receiver drops the reference.
+struct SettledWait {
+  Settled wait;
+  SharedSemaphore* sem;
+};
+
+class WaiterPool {
+ public:
+  // Called on a waiter thread, holding the pool's lock, when settled waits
+  // are ready to drain; at most once between two Drain() calls.
+  using Notify = void (*)(void* context);
+  // The waits of one handle, served first in, first out.
+  class Queue;
+
+  WaiterPool(Notify notify, void* context);
+  ~WaiterPool();  // Shutdown() first
+  WaiterPool(const WaiterPool&) = delete;
+  WaiterPool& operator=(const WaiterPool&) = delete;
+
   // The rest is for the JavaScript thread.
-  // Queues a wait; returns 0 or the errno of a failed thread start.
-  int Enqueue(double id, int64_t deadline_ns);
+  Queue* NewQueue(SharedSemaphore* sem);  // takes a reference on sem
+  // Queues a wait; 0, or the errno of a failed thread start.
+  int Enqueue(Queue* q, double id, int64_t deadline_ns);
   // Forgets a wait that JavaScript no longer wants. A token already taken for
-  // it is posted back. Returns whether the wait was still outstanding.
-  bool Cancel(double id);
+  // it is posted back. Whether the wait was still outstanding.
+  bool Cancel(Queue* q, double id);
+  // Ends the queue's waits, posting back tokens taken for them, and deletes
+  // it. Returns how many were outstanding. Once it returns, no thread
+  // touches the semaphore or counts among its waiters.
+  size_t DeleteQueue(Queue* q);
   // Moves the settled waits into `out`.
-  void Drain(std::vector<Settled>* out);
-  // Ends every outstanding wait, posting back tokens taken for them, and
-  // stops the thread. Returns how many waits were outstanding.
-  size_t Stop();
+  void Drain(std::vector<SettledWait>* out);
+  // Whether no wait is queued or settled and undrained.
+  bool Idle();
+  // Joins every thread; tokens settled and not drained are posted back.
+  // Every queue must have been deleted.
+  void Shutdown();
+  // Whether threads sleep on many semaphores each (futex_waitv), or one.
+  static bool Multiplexed();
 
  private:
-  struct Pending {
-    double id;
-    int64_t deadline_ns;
-  };
+  struct Thread;
+  static void* ThreadMain(void* arg);
+  void Run(Thread* t);
+  bool ServeLocked(Thread* t, int64_t now, int64_t* wake_at);
+  void SettleLocked(Queue* q, double id, int err);
+  void SleepInSemWaitLocked(Queue* q, int64_t wake_at);
+  void KickLocked(Thread* t);
+  Thread* ThreadForLocked();
+  void JoinFinishedLocked();
 
-  ~SharedSemaphore();
-  static void* ThreadMain(void* self);
-  void Run();
-  void SettleLocked(double id, int err);
-  void ExpireLocked(int64_t now_ns);
-
-  sem_t* const sem_;
   const Notify notify_;
   void* const context_;
-  std::atomic<int> refs_{1};
   pthread_mutex_t mu_;
-  pthread_cond_t wake_;
-  std::deque<Pending> pending_;
-  std::vector<Settled> settled_;
+  pthread_cond_t progress_;  // a thread finished a round (see KickLocked)
+  std::vector<Thread*> threads_;
+  std::vector<SettledWait> settled_;
+  size_t pending_ = 0;  // waits queued, not yet settled
   bool notified_ = false;
-  bool stopping_ = false;
-  bool thread_started_ = false;
+  bool shutting_down_ = false;
 };
 
 }  // namespace nsem

@@ -280,10 +280,23 @@ function text(results, comps) {
     }
     lines.push(textTable(mrow, ['l', 'r', 'r', 'r', 'l']));
   }
+  for (const row of idleRows(results)) lines.push(row);
   for (const n of results.notes) lines.push(`note: ${n}`);
   for (const e of results.errors) lines.push(`FAILED: ${e.section}: ${e.message.split('\n')[0]}`);
   lines.push('');
   return lines.join('\n');
+}
+
+// Idle waits: 1000 pending wait() calls on 1000 semaphores, nothing posted.
+const IDLE_MAX_SHARE = 0.02;
+function idleRows(results) {
+  if (!results.idle?.length) return [];
+  const rows = [''];
+  for (const r of results.idle) {
+    const met = r.cpuShare <= IDLE_MAX_SHARE ? 'met' : 'MISSED';
+    rows.push(`idle: ${r.count} waits on ${r.count} semaphores, ${r.mechanism}: ${sig(r.cpuShare * 100, 2)} % of a CPU (target ≤ ${IDLE_MAX_SHARE * 100} %: ${met}), ${r.extraThreads} threads`);
+  }
+  return rows;
 }
 
 // ---- Markdown --------------------------------------------------------------
@@ -330,6 +343,9 @@ function markdown(results, comps, svgName) {
   L.push('|---|---:|---|---|');
   for (const c of comps.filter((c) => c.max !== undefined || c.min !== undefined)) {
     L.push(`| ${mdEscape(c.label)} | ${ratioText(c)} | ${targetText(c)} | ${c.met ? '**met**' : `**${verdict(c)}**`} |`);
+  }
+  for (const r of results.idle ?? []) {
+    L.push(`| idle CPU, ${r.count} waits on ${r.count} semaphores, ${r.mechanism} (${r.extraThreads} threads) | ${sig(r.cpuShare * 100, 2)} % of a CPU | ≤ ${IDLE_MAX_SHARE * 100} % | ${r.cpuShare <= IDLE_MAX_SHARE ? '**met**' : '**MISSED**'} |`);
   }
   for (const p of memoryVerdicts(results)) {
     L.push(
