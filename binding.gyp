@@ -6,7 +6,7 @@
   "targets": [
     {
       "target_name": "named_semaphore",
-      "sources": ["src/addon.cc", "src/semaphore.cc", "src/waiter.cc", "src/futex_ring.cc", "src/share_sum.cc", "src/listen_queue.cc", "src/cxx_compat.cc"],
+      "sources": ["src/addon.cc", "src/async_waits.cc", "src/env_data.cc", "src/semaphore.cc", "src/waiter.cc", "src/futex_ring.cc", "src/share_sum.cc", "src/listen_queue.cc", "src/cxx_compat.cc"],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api"
       ],

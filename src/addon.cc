@@ -1,5 +1,7 @@
-// The only file that speaks N-API: unpacks arguments, calls the core, and
-// ties native lifetimes to JavaScript ones.
+// The binding layer: the module's functions, which unpack arguments, call the
+// core, and tie native lifetimes to JavaScript ones. What it keeps per
+// environment is in env_data.h, the handle table in handle_table.h, and the
+// async waits, from queueing to settle(), in async_waits.*.
 //
 // The binding returns errno values rather than throwing: lib/errors.ts turns
 // them into errors, so there is one place for error shapes. Arguments are
@@ -10,7 +12,7 @@
 // One set of functions for every handle keeps each JavaScript call site
 // monomorphic, which V8 needs to call native code directly; with functions
 // bound to each handle, a call site that has seen two handles costs twice as
-// much. The table below checks every id, so a forged or stale one is EBADF.
+// much. The handle table checks every id, so a forged or stale one is EBADF.
 // open() returns { id, word? }, an object whose collection closes the handle
 // (word: see nsem::ValueWord). The hot paths take their id through the call
 // slots instead of an argument (see CallSlots).
@@ -23,177 +25,19 @@
 #include <limits.h>
 #include <math.h>
 
-#include <algorithm>
-#include <atomic>
 #include <string>
 #include <vector>
 
 #include <napi.h>
-#include <uv.h>
 
-#include "futex_ring.h"
+#include "async_waits.h"
+#include "env_data.h"
 #include "listen_queue.h"
 #include "semaphore.h"
 #include "share_sum.h"
-#include "waiter.h"
 
+namespace addon {
 namespace {
-
-using nsem::SharedSemaphore;
-using nsem::WaiterPool;
-
-// What an id stands for: an open semaphore or a gauge's share sum.
-struct Bound {
-  enum class Kind { kSemaphore, kSum };
-  explicit Bound(Kind k) : kind(k) {}
-  virtual ~Bound() = default;
-  // Releases the native resources. Returns the number of async waits that
-  // ended with it.
-  virtual size_t Release() = 0;
-  const Kind kind;
-};
-
-// Open handles by id. An id is serial * 2^20 + slot: the slot finds the
-// entry, and the serial, new for every open, tells a stale id from the
-// slot's current one. Ids stay below 2^53, exact in a JavaScript number.
-// A semaphore's slot also holds its sem_t*, so the hot paths find it in one
-// step rather than through a chain of pointers.
-class HandleTable {
- public:
-  static constexpr int kSlotBits = 20;
-  static constexpr uint64_t kSlotMask = (uint64_t{1} << kSlotBits) - 1;
-  static constexpr uint64_t kMaxSerial = (uint64_t{1} << (53 - kSlotBits)) - 1;
-
-  // The new id, or 0 (never an id) when every slot is taken. `sem` is set
-  // for a semaphore.
-  uint64_t Add(Bound* b, sem_t* sem) {
-    uint64_t slot;
-    if (!free_.empty()) {
-      slot = free_.back();
-      free_.pop_back();
-    } else if (slots_.size() <= kSlotMask) {
-      slot = slots_.size();
-      slots_.push_back(Slot());
-    } else {
-      return 0;
-    }
-    serial_ = serial_ % kMaxSerial + 1;
-    uint64_t id = (serial_ << kSlotBits) | slot;
-    slots_[slot] = Slot{id, sem, b};
-    return id;
-  }
-
-  Bound* Find(uint64_t id) const {
-    const Slot* s = SlotOf(id);
-    return s != nullptr ? s->bound : nullptr;
-  }
-
-  // The semaphore of an open semaphore handle, or nullptr.
-  sem_t* FindSemaphore(uint64_t id) const {
-    const Slot* s = SlotOf(id);
-    return s != nullptr ? s->sem : nullptr;
-  }
-
-  // Takes the entry out; nullptr if the id is not open.
-  Bound* Remove(uint64_t id) {
-    Bound* b = Find(id);
-    if (b != nullptr) {
-      slots_[id & kSlotMask] = Slot();
-      free_.push_back(static_cast<uint32_t>(id & kSlotMask));
-    }
-    return b;
-  }
-
-  std::vector<uint64_t> Ids() const {
-    std::vector<uint64_t> ids;
-    for (const Slot& s : slots_) {
-      if (s.bound != nullptr) ids.push_back(s.id);
-    }
-    return ids;
-  }
-
- private:
-  struct Slot {
-    uint64_t id = 0;
-    sem_t* sem = nullptr;
-    Bound* bound = nullptr;
-  };
-  // The slot that holds `id`, if the id is open.
-  const Slot* SlotOf(uint64_t id) const {
-    uint64_t slot = id & kSlotMask;
-    return slot < slots_.size() && slots_[slot].id == id ? &slots_[slot] : nullptr;
-  }
-
-  std::vector<Slot> slots_;
-  std::vector<uint32_t> free_;
-  uint64_t serial_ = 0;
-};
-
-struct EnvData;
-
-// Async waits served on the event loop's own thread through a FutexRing,
-// where the kernel allows it; elsewhere each semaphore has a waiter thread.
-// Outlives EnvData: its libuv handles close after the environment's teardown.
-struct LoopWaits {
-  explicit LoopWaits(EnvData* d) : data(d) {}
-  EnvData* data;                    // nullptr once torn down
-  nsem::FutexRing* ring = nullptr;  // nullptr: not started, or not available
-  bool refused = false;             // waits use threads for good
-  uv_poll_t poll;                   // the ring's fd, in the loop's epoll
-  uv_timer_t timer;                 // the earliest deadline of a pending wait
-  int64_t timer_due = nsem::kForever;
-  napi_async_context async_context = nullptr;
-  std::vector<uint64_t> waiting;  // ids of handles with ring waits pending
-  napi_ref resource = nullptr;    // the async resource of its callbacks
-  napi_async_cleanup_hook_handle cleanup = nullptr;
-  int open_uv_handles = 0;
-};
-
-// The call slots: a Float64Array shared with JavaScript, through which the
-// hot paths (post, tryWait, sum, postAndSum) take their arguments and give
-// their result.
-// JavaScript writes the handle's id into slot 0 and calls the function with
-// no arguments; sum leaves its total in slot 1. Unpacking an id argument
-// costs about 6 ns and creating a number result about 10, where the whole of
-// a post() is 25. Nothing can run between the write and the call, or the
-// call and the read.
-struct CallSlots {
-  static constexpr size_t kCount = 2;
-  double values[kCount] = {};
-  // The EnvData's and the ArrayBuffer's finalizer's, which may run first at
-  // teardown. A buffer that JavaScript detached (transfer()) may live on,
-  // with this memory, in another buffer no finalizer of ours follows: then
-  // the EnvData keeps its reference for good (see TearDown).
-  std::atomic<int> refs{2};
-  void Unref() {
-    if (refs.fetch_sub(1) == 1) delete this;
-  }
-};
-
-// Per-environment state (the addon may be loaded by several worker threads),
-// bound as the data of every module function.
-struct EnvData {
-  napi_env env = nullptr;
-  // The call slots, in an external ArrayBuffer held until teardown. Where
-  // the runtime allows none, they live in an ordinary one, whose memory V8
-  // owns (slots is nullptr): then each call first checks it is attached.
-  CallSlots* slots = nullptr;
-  napi_ref slots_buffer = nullptr;
-  LoopWaits* loop = nullptr;
-  WaiterPool* pool = nullptr;  // waiter threads, where there is no ring
-  // Carries settled waits from waiter threads to JavaScript.
-  napi_threadsafe_function tsfn = nullptr;
-  napi_ref settle_fn = nullptr;  // JavaScript settle(id, err) -> whether it took the wait
-  // Waits not yet settled in JavaScript; while any are, the process stays up
-  // (through the threadsafe function's reference, for waits of either kind).
-  size_t waits_in_flight = 0;
-  HandleTable handles;
-  size_t tokens_alive = 0;  // { id } objects not yet finalized; each points here
-  bool torn_down = false;
-  ~EnvData() {
-    if (slots != nullptr) slots->Unref();
-  }
-};
 
 // The EnvData of the first load of the addon on this thread (Node runs one
 // environment per thread; a second load has its own napi_env, and finds its
@@ -210,361 +54,6 @@ struct EnvData {
 #define NSEM_INITIAL_EXEC
 #endif
 thread_local EnvData* first_env_here NSEM_INITIAL_EXEC = nullptr;
-
-// What the value word's ArrayBuffer holds: a reference on the semaphore,
-// until the buffer is collected or close() detaches it.
-struct WordLease {
-  SharedSemaphore* shared;
-};
-
-// An open semaphore.
-struct Handle : Bound {
-  static constexpr Kind kKind = Kind::kSemaphore;
-  Handle(EnvData* d, sem_t* sem, const char* name, bool owned_share)
-      : Bound(kKind),
-        data(d),
-        shared(new SharedSemaphore(sem)),
-        ring_waits(sem),
-        share_name(owned_share ? name : "") {}
-  size_t Release() override;
-  EnvData* const data;
-  SharedSemaphore* const shared;
-  nsem::RingWaits ring_waits;          // waits served by the ring
-  WaiterPool::Queue* queue = nullptr;  // waits served by threads, once there is one
-  napi_ref word_buffer = nullptr;      // weak: the value word's buffer, to detach at close
-  WordLease* word_lease = nullptr;     // valid while word_buffer's target lives
-  const std::string share_name;        // set for a gauge's own share
-};
-
-size_t Handle::Release() {
-  if (!share_name.empty()) {
-    // A gauge share dies with its owner: give its count back, drop its name.
-    nsem::Drain(shared->sem());
-    nsem::Unlink(share_name.c_str());
-  }
-  size_t outstanding = ring_waits.Stop(data->loop->ring);
-  if (queue != nullptr) outstanding += data->pool->DeleteQueue(queue);
-  if (word_buffer != nullptr) napi_delete_reference(data->env, word_buffer);
-  shared->Unref();
-  return outstanding;
-}
-
-// The sum over a gauge's shares.
-struct SumHandle : Bound {
-  static constexpr Kind kKind = Kind::kSum;
-  explicit SumHandle(sem_t* generation) : Bound(kKind), sum(generation) {}
-  size_t Release() override { return 0; }  // ~ShareSum closes the semaphores
-  nsem::ShareSum sum;
-};
-
-constexpr int kBadHandle = EBADF;  // an id that is not open: closed, stale, forged
-constexpr double kMaxSafeInteger = 9007199254740991.0;  // the largest id or wait id
-
-void ChangeWaitsInFlight(EnvData* data, ptrdiff_t delta) {
-  size_t before = data->waits_in_flight;
-  data->waits_in_flight += delta;
-  if (data->torn_down) return;
-  if (before == 0 && data->waits_in_flight > 0) {
-    napi_ref_threadsafe_function(data->env, data->tsfn);
-  } else if (before > 0 && data->waits_in_flight == 0) {
-    napi_unref_threadsafe_function(data->env, data->tsfn);
-  }
-}
-
-// Closes an id if it is open; idempotent.
-void CloseId(EnvData* data, uint64_t id) {
-  Bound* b = data->handles.Remove(id);
-  if (b == nullptr) return;
-  size_t outstanding = b->Release();
-  delete b;
-  ChangeWaitsInFlight(data, -static_cast<ptrdiff_t>(outstanding));
-}
-
-void MaybeFreeEnvData(EnvData* data) {
-  if (data->torn_down && data->tokens_alive == 0) delete data;
-}
-
-// Called on a waiter thread with the pool's lock held: CallSettle follows.
-// (If the call fails, the environment is going away: WaiterPool::Shutdown
-// posts the tokens back.)
-void NotifySettled(void* context) {
-  EnvData* data = static_cast<EnvData*>(context);
-  napi_call_threadsafe_function(data->tsfn, nullptr, napi_tsfn_nonblocking);
-}
-
-// Whether JavaScript can run in this environment: not while a worker is
-// being terminated. (napi_coerce_to_bool, like every call that may run
-// JavaScript, refuses then.)
-bool CanRunJs(napi_env env) {
-  napi_value undefined, ignored;
-  return napi_get_undefined(env, &undefined) == napi_ok &&
-         napi_coerce_to_bool(env, undefined, &ignored) == napi_ok;
-}
-
-// Posts back the tokens of waits that JavaScript will never see.
-void GiveBack(const std::vector<nsem::Settled>& settled,
-              const std::vector<SharedSemaphore*>& sems) {
-  for (size_t i = 0; i < settled.size(); i++) {
-    if (settled[i].err == 0) nsem::Post(sems[i]->sem(), 1);
-  }
-}
-
-// Hands settled waits to JavaScript's settle(id, err), in order, and posts
-// back every token it did not take: settle() returns false for a wait it
-// no longer knows (aborted, or its handle closed, perhaps by an earlier
-// settle() of this very batch). If the environment is being torn down
-// meanwhile (a terminated worker), no promise of the batch can reach user
-// code any more: all of its tokens go back. An exception from settle() (ours
-// throws only what the caller's AbortSignal throws) is uncaught, as from any
-// callback, and raised once every token is where it belongs: with no
-// 'uncaughtException' handler, the process ends there.
-// `sems` holds a reference on each wait's semaphore: settle() may close its
-// handle while later tokens still have to go back to it.
-void Deliver(napi_env env, EnvData* data, const std::vector<nsem::Settled>& settled,
-             const std::vector<SharedSemaphore*>& sems) {
-  std::vector<bool> taken(settled.size(), false);
-  std::vector<napi_value> thrown;
-  bool dying = false;
-  napi_value fn, undefined, argv[2];
-  if (data->settle_fn == nullptr ||
-      napi_get_reference_value(env, data->settle_fn, &fn) != napi_ok || fn == nullptr ||
-      napi_get_undefined(env, &undefined) != napi_ok) {
-    dying = true;
-  }
-  for (size_t i = 0; i < settled.size() && !dying; i++) {
-    napi_create_double(env, settled[i].id, &argv[0]);
-    napi_create_int32(env, settled[i].err, &argv[1]);
-    napi_value result;
-    if (napi_call_function(env, undefined, fn, 2, argv, &result) == napi_ok) {
-      bool took = false;
-      napi_get_value_bool(env, result, &took);
-      taken[i] = took;
-      continue;
-    }
-    bool threw = false;
-    napi_value exception = nullptr;
-    if (napi_is_exception_pending(env, &threw) == napi_ok && threw) {
-      napi_get_and_clear_last_exception(env, &exception);
-    }
-    if (!threw || !CanRunJs(env)) {
-      dying = true;  // JavaScript could not run, or stopped for good mid-call
-      break;
-    }
-    taken[i] = true;  // settle() took it, then the caller's signal threw
-    thrown.push_back(exception);
-  }
-  if (dying) {
-    GiveBack(settled, sems);
-    return;
-  }
-  for (size_t i = 0; i < settled.size(); i++) {
-    if (settled[i].err == 0 && !taken[i]) nsem::Post(sems[i]->sem(), 1);
-  }
-  {
-    for (napi_value exception : thrown) napi_fatal_exception(env, exception);
-  }
-}
-
-// The tsfn's call, on the JavaScript thread: waits settled by waiter
-// threads. env is nullptr when the environment is going away, after
-// WaiterPool::Shutdown has posted back whatever was left.
-void CallSettle(napi_env env, napi_value, void* context, void*) {
-  if (env == nullptr) return;
-  EnvData* data = static_cast<EnvData*>(context);
-  std::vector<nsem::SettledWait> drained;
-  data->pool->Drain(&drained);
-  if (drained.empty()) return;
-  std::vector<nsem::Settled> settled;
-  std::vector<SharedSemaphore*> sems;
-  for (const nsem::SettledWait& s : drained) {
-    settled.push_back(s.wait);
-    sems.push_back(s.sem);
-  }
-  ChangeWaitsInFlight(data, -static_cast<ptrdiff_t>(settled.size()));
-  Deliver(env, data, settled, sems);
-  for (SharedSemaphore* s : sems) s->Unref();
-}
-
-// ---- waits served by the event loop (LoopWaits) -----------------------------
-
-// The open handle of kind T with this id, or nullptr.
-template <typename T>
-T* FindById(EnvData* data, uint64_t id) {
-  Bound* b = data->handles.Find(id);
-  return b != nullptr && b->kind == T::kKind ? static_cast<T*>(b) : nullptr;
-}
-
-void ServiceAndSettle(LoopWaits* loop, const std::vector<Handle*>& handles);
-
-void OnDeadline(uv_timer_t* timer) {
-  LoopWaits* loop = static_cast<LoopWaits*>(timer->data);
-  loop->timer_due = nsem::kForever;
-  std::vector<Handle*> handles;
-  for (uint64_t id : loop->waiting) handles.push_back(FindById<Handle>(loop->data, id));
-  ServiceAndSettle(loop, handles);
-}
-
-// Drops handles that no longer wait from loop->waiting and sets the timer
-// for the earliest deadline of those that do.
-void ScheduleDeadlines(LoopWaits* loop) {
-  int64_t due = nsem::kForever;
-  auto& ids = loop->waiting;
-  for (size_t i = 0; i < ids.size();) {
-    Handle* h = FindById<Handle>(loop->data, ids[i]);
-    if (h == nullptr || h->ring_waits.idle()) {
-      ids[i] = ids.back();
-      ids.pop_back();
-      continue;
-    }
-    due = std::min(due, h->ring_waits.NextDeadline());
-    i++;
-  }
-  if (due == loop->timer_due) return;
-  loop->timer_due = due;
-  if (due == nsem::kForever) {
-    uv_timer_stop(&loop->timer);
-    return;
-  }
-  int64_t left_ns = std::max<int64_t>(0, due - nsem::MonotonicNowNs());
-  uv_timer_start(&loop->timer, OnDeadline, static_cast<uint64_t>((left_ns + 999999) / 1000000), 0);
-}
-
-// Serves the ring waits of `handles` (nullptr entries are skipped) and hands
-// what settled to JavaScript, whose promise reactions then run.
-void ServiceAndSettle(LoopWaits* loop, const std::vector<Handle*>& handles) {
-  EnvData* data = loop->data;
-  std::vector<nsem::Settled> settled;
-  // Each wait's semaphore, referenced: settle() may close its handle while
-  // later tokens still have to go back to it.
-  std::vector<SharedSemaphore*> sems;
-  int64_t now = nsem::MonotonicNowNs();
-  for (Handle* h : handles) {
-    if (h == nullptr) continue;
-    h->ring_waits.Service(loop->ring, now, &settled);
-    while (sems.size() < settled.size()) {
-      h->shared->Ref();
-      sems.push_back(h->shared);
-    }
-  }
-  ScheduleDeadlines(loop);
-  if (settled.empty()) return;
-  struct DropRefs {
-    std::vector<SharedSemaphore*>& sems;
-    ~DropRefs() {
-      for (SharedSemaphore* s : sems) s->Unref();
-    }
-  } drop_refs{sems};
-  ChangeWaitsInFlight(data, -static_cast<ptrdiff_t>(settled.size()));
-  napi_env env = data->env;
-  napi_handle_scope handle_scope;
-  napi_callback_scope callback_scope;
-  napi_value resource;
-  if (napi_open_handle_scope(env, &handle_scope) != napi_ok) {
-    GiveBack(settled, sems);
-    return;
-  }
-  if (napi_get_reference_value(env, loop->resource, &resource) == napi_ok &&
-      napi_open_callback_scope(env, resource, loop->async_context, &callback_scope) == napi_ok) {
-    Deliver(env, data, settled, sems);
-    napi_close_callback_scope(env, callback_scope);  // runs the promise reactions
-  } else {
-    GiveBack(settled, sems);
-  }
-  napi_close_handle_scope(env, handle_scope);
-}
-
-void OnRingReadable(uv_poll_t* poll, int, int) {
-  LoopWaits* loop = static_cast<LoopWaits*>(poll->data);
-  std::vector<nsem::FutexRing::Completion> done;
-  loop->ring->Reap(&done);
-  std::vector<Handle*> handles;
-  for (const nsem::FutexRing::Completion& c : done) {
-    Handle* h = FindById<Handle>(loop->data, nsem::RingWaits::HandleId(c.key));
-    if (h != nullptr && h->ring_waits.Completed(c.key)) handles.push_back(h);
-  }
-  ServiceAndSettle(loop, handles);
-}
-
-// The environment's ring, started on first use; nullptr where waits use
-// threads: no ring is possible here, or NAMED_SEMAPHORE_WAITER=thread. Each
-// thread (main or worker) has its own, on its own event loop.
-nsem::FutexRing* Ring(EnvData* data) {
-  LoopWaits* loop = data->loop;
-  if (loop->ring != nullptr || loop->refused) return loop->ring;
-  // After a transient failure: threads serve until their waits are done, so
-  // one handle's waits are never split between the two.
-  if (!data->pool->Idle()) return nullptr;
-  loop->refused = true;
-  const char* choice = getenv("NAMED_SEMAPHORE_WAITER");
-  if (choice != nullptr && strcmp(choice, "thread") == 0) return nullptr;
-  napi_env env = data->env;
-  uv_loop_t* uv = nullptr;
-  if (napi_get_uv_event_loop(env, &uv) != napi_ok) return nullptr;
-  bool transient = false;
-  nsem::FutexRing* ring = nsem::FutexRing::Create(&transient);
-  if (ring == nullptr) {
-    loop->refused = !transient;  // out of descriptors, say: try again later
-    return nullptr;
-  }
-  napi_value resource, name;
-  if (napi_create_object(env, &resource) != napi_ok ||
-      napi_create_string_utf8(env, "named-semaphore:wait", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_async_init(env, resource, name, &loop->async_context) != napi_ok) {
-    delete ring;
-    return nullptr;
-  }
-  napi_create_reference(env, resource, 1, &loop->resource);
-  if (uv_poll_init(uv, &loop->poll, ring->fd()) != 0) {
-    napi_async_destroy(env, loop->async_context);
-    napi_delete_reference(env, loop->resource);
-    delete ring;
-    return nullptr;
-  }
-  uv_timer_init(uv, &loop->timer);
-  loop->poll.data = loop;
-  loop->timer.data = loop;
-  loop->open_uv_handles = 2;
-  uv_poll_start(&loop->poll, UV_READABLE, OnRingReadable);
-  // Neither keeps the process up: pending waits do that (ChangeWaitsInFlight).
-  uv_unref(reinterpret_cast<uv_handle_t*>(&loop->poll));
-  uv_unref(reinterpret_cast<uv_handle_t*>(&loop->timer));
-  loop->ring = ring;
-  return ring;
-}
-
-// Stops the loop's callbacks; runs in the environment's teardown, after every
-// handle has closed (which ended its ring waits).
-void StopLoopWaits(EnvData* data) {
-  LoopWaits* loop = data->loop;
-  if (loop->ring != nullptr) {
-    uv_poll_stop(&loop->poll);
-    uv_timer_stop(&loop->timer);
-    napi_async_destroy(data->env, loop->async_context);
-    napi_delete_reference(data->env, loop->resource);
-  }
-  loop->data = nullptr;
-}
-
-// The async cleanup hook, after TearDown: closes the libuv handles, then
-// the ring, then frees the LoopWaits.
-void CloseLoopWaits(napi_async_cleanup_hook_handle hook, void* arg) {
-  LoopWaits* loop = static_cast<LoopWaits*>(arg);
-  if (loop->open_uv_handles == 0) {
-    napi_remove_async_cleanup_hook(hook);
-    delete loop->ring;
-    delete loop;
-    return;
-  }
-  auto on_closed = [](uv_handle_t* h) {
-    LoopWaits* loop = static_cast<LoopWaits*>(h->data);
-    if (--loop->open_uv_handles > 0) return;
-    napi_remove_async_cleanup_hook(loop->cleanup);
-    delete loop->ring;  // after the poll handle: its fd stays valid until then
-    delete loop;
-  };
-  uv_close(reinterpret_cast<uv_handle_t*>(&loop->poll), on_closed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&loop->timer), on_closed);
-}
 
 // Whether JavaScript detached the call slots' buffer (transfer()).
 bool SlotsDetached(EnvData* data) {
@@ -808,21 +297,7 @@ napi_value Wait(napi_env env, napi_callback_info info) {
       !GetTimeout(env, argv[2], &timeout)) {
     return Int(env, EINVAL);
   }
-  int64_t deadline = nsem::DeadlineAfterMs(timeout);
-  int err;
-  if (nsem::FutexRing* ring = Ring(data)) {
-    err = h->ring_waits.Enqueue(wait_id, deadline, ring);
-    auto& waiting = data->loop->waiting;
-    if (err == 0 && std::find(waiting.begin(), waiting.end(), id) == waiting.end()) {
-      waiting.push_back(id);
-    }
-    if (err == 0 && deadline < data->loop->timer_due) ScheduleDeadlines(data->loop);
-  } else {
-    if (h->queue == nullptr) h->queue = data->pool->NewQueue(h->shared);
-    err = data->pool->Enqueue(h->queue, wait_id, deadline);
-  }
-  if (err == 0) ChangeWaitsInFlight(data, 1);
-  return Int(env, err);
+  return Int(env, QueueWait(data, h, id, wait_id, nsem::DeadlineAfterMs(timeout)));
 }
 
 // cancel(id, waitId) -> whether the wait was outstanding (its token, if any,
@@ -836,10 +311,7 @@ napi_value Cancel(napi_env env, napi_callback_info info) {
   if (h == nullptr || !GetWhole(env, argv[1], 0, kMaxSafeInteger, &wait_id)) {
     return Bool(env, false);
   }
-  bool found = h->ring_waits.Cancel(wait_id, data->loop->ring) ||
-               (h->queue != nullptr && data->pool->Cancel(h->queue, wait_id));
-  if (found) ChangeWaitsInFlight(data, -1);
-  return Bool(env, found);
+  return Bool(env, CancelWait(data, h, wait_id));
 }
 
 void DetachWord(napi_env env, Handle* h);
@@ -1221,5 +693,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 }
 
 }  // namespace
+}  // namespace addon
 
+using addon::Init;
 NODE_API_MODULE(named_semaphore, Init)
