@@ -27,9 +27,9 @@ function read(name) {
 }
 
 /** Starts the fixture (optionally under a command prefix such as unshare); resolves once it listens. */
-async function start(args, prefix = []) {
+async function start(args, prefix = [], { detached = false } = {}) {
   const argv = [...prefix, process.execPath, fixture('shutdown-server.js'), ...args];
-  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached });
   const server = { child, out: '', err: '', port: 0, pids: [] };
   child.stdout.on('data', (d) => (server.out += d));
   child.stderr.on('data', (d) => (server.err += d));
@@ -179,17 +179,22 @@ test('a process that did not ask: SIGTERM keeps its default action and the share
   }
 });
 
-test('a cluster: the primary gets SIGTERM, the workers finish their requests and exit, the primary dies by SIGTERM; exact', async () => {
+test('a cluster: the primary gets SIGTERM (or all its processes do, as systemctl stop does), the workers finish their requests and exit, the primary dies by SIGTERM; exact', async () => {
+  for (const group of [false, true]) await clusterStop(group);
+});
+
+async function clusterStop(group) {
   const name = uniqueName('sd-cluster');
   let server;
   try {
-    server = await start(['cluster', name]);
+    server = await start(['cluster', name], [], { detached: group });
     const inFlight = [1, 2, 3, 4].map(() => get(server.port, '/slow?ms=800'));
     assert.ok(await until(() => requestsSeen(server) === 4), server.out);
     const pids = new Set([...server.out.matchAll(/^req (\d+) /gm)].map((m) => Number(m[1])));
     assert.equal(pids.size, 2, `both workers hold requests: ${server.out}`);
     assert.equal(read(name), 4);
-    server.child.kill('SIGTERM');
+    // systemd's KillMode=control-group signals every process of the unit: here, of the process group.
+    process.kill(group ? -server.child.pid : server.child.pid, 'SIGTERM');
     const answers = await Promise.all(inFlight);
     assert.deepEqual(
       answers.map((a) => a.status),
@@ -206,7 +211,7 @@ test('a cluster: the primary gets SIGTERM, the workers finish their requests and
   } finally {
     cleanup(server, name);
   }
-});
+}
 
 test('a cluster with hung requests: the workers cut them at their timeout; and workers that did not ask are reaped by the primary', async () => {
   for (const flags of [['--timeout', '300'], ['--no-close', '--primary-timeout', '300']]) {
