@@ -51,12 +51,20 @@ function checkSignals(value: unknown): NodeJS.Signals[] {
   return [...new Set(value as NodeJS.Signals[])];
 }
 
+const IDLE_CHECK_MS = 50;
+
 /** Resolves once the server has stopped accepting and its connections have ended. */
 function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => {
-    server.close(() => resolve()); // (an error here only says it was not listening)
-    // node:http: idle keep-alive connections would hold close() back.
-    (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+    // node:http: a kept-alive connection, idle now or once its request is
+    // answered, would hold close() back until its keep-alive timeout.
+    const closeIdle = (server as { closeIdleConnections?: () => void }).closeIdleConnections?.bind(server);
+    const timer = closeIdle && setInterval(closeIdle, IDLE_CHECK_MS);
+    server.close(() => {
+      clearInterval(timer);
+      resolve();
+    }); // (an error here only says it was not listening)
+    closeIdle?.();
   });
 }
 
@@ -90,7 +98,7 @@ function warn(what: string, error: unknown): void {
 /**
  * On the first of `signals` (default SIGTERM, SIGINT): stops the servers from
  * accepting and lets their in-flight requests finish, at most `timeout` ms
- * (then their connections are closed); in the cluster primary, with `cluster`
+ * (kept-alive connections are closed once idle; at the timeout, all are); in the cluster primary, with `cluster`
  * among the targets, passes the signal on to each worker and
  * SIGKILLs those still alive after `timeout`. Then reaps the gauges given (a
  * Gauge or a name: shares of processes that died), closes every Gauge of this

@@ -45,12 +45,12 @@ async function start(args, prefix = [], { detached = false } = {}) {
 }
 
 /** A GET that resolves { status, body } or { error } (a reset, a refusal). */
-function get(port, path) {
+function get(port, path, agent = false) {
   return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
       let body = '';
       res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode, body }));
+      res.on('end', () => resolve({ status: res.statusCode, body, reused: req.reusedSocket }));
       res.on('error', (error) => resolve({ error: error.code ?? error.message }));
     });
     req.on('error', (error) => resolve({ error: error.code ?? error.message }));
@@ -132,6 +132,34 @@ test('SIGTERM with requests in flight: they are answered, new connections refuse
     assert.equal(signal, 'SIGTERM', server.err);
     assertExact(name, server);
   } finally {
+    cleanup(server, name);
+  }
+});
+
+test('SIGTERM with a request in flight on a kept-alive connection: the connection closes once it is answered', async () => {
+  const name = uniqueName('sd-keepalive');
+  const agent = new http.Agent({ keepAlive: true });
+  let server;
+  try {
+    // Keep-alive and grace far longer than the test waits: only closing the idle connection ends it in time.
+    server = await start(['single', name, '--timeout', '300000', '--keep-alive-ms', '300000']);
+    const first = await get(server.port, '/slow?ms=0', agent);
+    assert.equal(first.status, 200);
+    const inFlight = get(server.port, '/slow?ms=500', agent);
+    assert.ok(await until(() => requestsSeen(server) === 2), server.out);
+    const sent = Date.now();
+    server.child.kill('SIGTERM');
+    const answer = await inFlight;
+    assert.equal(answer.status, 200);
+    assert.equal(answer.reused, true, 'the second request reused the kept-alive connection');
+    let ended = null;
+    server.ended.then((e) => (ended = e));
+    const why = () => `not ended ${Date.now() - sent} ms after the SIGTERM\n${server.out}\n${server.err}`;
+    assert.ok(await until(() => ended, 60000, 50), why());
+    assert.equal(ended.signal, 'SIGTERM', server.err);
+    assertExact(name, server);
+  } finally {
+    agent.destroy();
     cleanup(server, name);
   }
 });
