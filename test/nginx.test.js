@@ -139,7 +139,7 @@ test('blocking handlers, more clients than workers: busy stays at the worker cou
     const queued = Math.max(...samples.map((s) => s.queued));
     t.diagnostic(
       `busy median ${median(busy)} max ${busy.at(-1)}; urt median ${median(urt)} s max ${urt.at(-1)} s; ` +
-        `uct median ${median(uct)} s max ${uct.at(-1)} s; the app's own time max ${appMs.at(-1)} ms; ` +
+        `uct median ${median(uct)} s max ${uct.at(-1)} s; the app's own time median ${median(appMs)} max ${appMs.at(-1)} ms; ` +
         `listenQueue: queued up to ${queued}, backlog ${samples[0]?.backlog}`,
     );
     t.diagnostic("nginx's slowest lines:");
@@ -149,9 +149,11 @@ test('blocking handlers, more clients than workers: busy stays at the worker cou
     assert.equal(median(busy), WORKERS, `busy: ${busy}`);
     assert.ok(busy.at(-1) <= WORKERS, `busy: ${busy}`);
     // The app says each request took ~CPU_MS; nginx saw far longer, spent waiting for a worker.
-    assert.ok(median(urt) * 1000 > 2 * appMs.at(-1), `urt median ${median(urt)} s against the app's ${appMs.at(-1)} ms`);
+    // (Medians: on a shared machine one request's own time can stretch too.)
+    const appMedian = median(appMs);
+    assert.ok(median(urt) * 1000 > 2 * appMedian, `urt median ${median(urt)} s against the app's median ${appMedian} ms`);
     // Once the accept queue is full the kernel drops SYNs, and connect waits for a retransmission.
-    assert.ok(uct.at(-1) * 1000 > appMs.at(-1), `uct max ${uct.at(-1)} s against the app's ${appMs.at(-1)} ms`);
+    assert.ok(uct.at(-1) * 1000 > 2 * appMedian, `uct max ${uct.at(-1)} s against the app's median ${appMedian} ms`);
     assert.ok(queued >= 1, `listenQueue saw the queue: ${queued}`);
     assert.equal(Gauge.read(name), 0);
   });
