@@ -1,7 +1,7 @@
 'use strict';
 // The busy-server demo, run by `npm start`:
 //
-//   node examples/busy-demo.js [--short | --duration-scale X] [--gauge NAME] [--svg PATH]
+//   node examples/busy-demo.js [--short | --duration-scale X] [--gauge NAME] [--svg PATH] [--no-nginx]
 //
 // A node:cluster of 2 workers serves two endpoints behind busyMiddleware on one
 // Gauge: GET /sleep answers after 200 ms on a timer, GET /cpu computes for
@@ -13,6 +13,11 @@
 // busy (Gauge.read: requests in flight over all workers) and queued
 // (listenQueue: connections waiting in the kernel for a worker to accept()
 // them); at the end it prints a summary and writes an SVG chart of both.
+//
+// Where nginx is installed, the clients go through it (examples/nginx-proxy.js),
+// as in production: the workers send busy in an X-Busy header, nginx writes it
+// into its access log next to its own upstream times (urt, uct), and the demo
+// prints a few of those lines in the steps where the queue builds.
 //
 // Nothing is left behind: the workers are stopped and the gauge unlinked when
 // the demo ends, on Ctrl-C (exit 130), SIGTERM (143) and SIGHUP (129).
@@ -51,25 +56,26 @@ function runWorker() {
   const { Gauge } = require('named-semaphore');
   const { busyMiddleware } = require('named-semaphore/http');
   const gauge = new Gauge(process.env.BUSY_DEMO_GAUGE);
-  const countBusy = busyMiddleware(gauge);
+  const countBusy = busyMiddleware(gauge, { header: 'X-Busy' }); // for nginx's access log
   const logEveryMs = Number(process.env.BUSY_DEMO_LOG_MS);
   let lastLog = -Infinity;
 
   const server = http.createServer((req, res) => {
-    countBusy(req, res); // +1 now, -1 when the response ends or the connection closes; sets req.busy
+    countBusy(req, res);
+    const urlPath = req.url.split('?')[0]; // the clients add ?step=N, for nginx's log // +1 now, -1 when the response ends or the connection closes; sets req.busy
     const start = performance.now();
     const reply = () => {
       const ms = performance.now() - start;
       if (start - lastLog >= logEveryMs) {
         lastLog = start;
-        say(`  [worker ${process.pid}] ${req.method} ${req.url} ${res.statusCode} ${ms.toFixed(0)} ms busy=${req.busy}`);
+        say(`  [worker ${process.pid}] ${req.method} ${urlPath} ${res.statusCode} ${ms.toFixed(0)} ms busy=${req.busy}`);
       }
       res.setHeader('server-timing', `app;dur=${ms.toFixed(1)}`);
       res.end('done\n');
     };
-    if (req.url === '/sleep') {
+    if (urlPath === '/sleep') {
       setTimeout(reply, DELAY_MS);
-    } else if (req.url === '/cpu') {
+    } else if (urlPath === '/cpu') {
       while (performance.now() - start < DELAY_MS); // a synchronous handler: nothing else runs in this worker
       reply();
     } else {
@@ -101,12 +107,12 @@ function runWorker() {
 
 function usage(message) {
   if (message) console.error(`busy-demo: ${message}`);
-  console.error('usage: node examples/busy-demo.js [--short | --duration-scale X] [--gauge NAME] [--svg PATH]');
+  console.error('usage: node examples/busy-demo.js [--short | --duration-scale X] [--gauge NAME] [--svg PATH] [--no-nginx]');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const options = { scale: 1, gauge: `/busy-demo-${process.pid}`, svg: path.join(os.tmpdir(), `busy-demo-${process.pid}.svg`) };
+  const options = { scale: 1, nginx: true, gauge: `/busy-demo-${process.pid}`, svg: path.join(os.tmpdir(), `busy-demo-${process.pid}.svg`) };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -119,6 +125,7 @@ function parseArgs(argv) {
       if (!(options.scale > 0 && options.scale <= 10)) usage('--duration-scale takes a number above 0, at most 10');
     } else if (arg === '--gauge') options.gauge = value();
     else if (arg === '--svg') options.svg = path.resolve(value());
+    else if (arg === '--no-nginx') options.nginx = false;
     else if (arg === '--help' || arg === '-h') usage();
     else usage(`unknown argument ${arg}`);
   }
@@ -171,7 +178,7 @@ class LoadGenerator {
   async #client(i) {
     while (!this.stopped && i < this.target) {
       const step = this.step;
-      const result = await this.#request(this.path);
+      const result = await this.#request(`${this.path}?step=${step + 1}`);
       this.results.push({ step, ...result });
       if (result.error) await sleep(20); // e.g. refused while no worker listens
     }
@@ -200,6 +207,42 @@ class LoadGenerator {
   }
 }
 
+/** nginx in front of the workers, or null (not installed, --no-nginx, or it failed to start: said why). */
+async function startProxy(port, options) {
+  const { findNginx, startNginx } = require('./nginx-proxy');
+  const without = (why) => {
+    say(`  ${why}: with nginx in front, the clients would go through it, and its access log`);
+    say('  would carry busy= next to its own urt (upstream response time) and uct (upstream connect time).');
+    return null;
+  };
+  if (!options.nginx) return without('no nginx (--no-nginx)');
+  if (findNginx() === null) return without('nginx is not installed (apt-get install nginx)');
+  try {
+    const proxy = await startNginx(port);
+    say(`  nginx in front on http://127.0.0.1:${proxy.port} (config and logs in ${proxy.dir}); its access log line:`);
+    say('    ... urt=$upstream_response_time uct=$upstream_connect_time busy=$upstream_http_x_busy');
+    say('  with proxy_hide_header X-Busy, so clients never see the header.');
+    return proxy;
+  } catch (error) {
+    say(`  nginx did not start (${error.message.split('\n')[0]}): running without it`);
+    return null;
+  }
+}
+
+/** Prints nginx's slowest access-log lines (request id left out) of each step where the queue built. */
+function showNginxLines(lines, steps, samples) {
+  const { parseLine } = require('./nginx-proxy');
+  const parsed = lines.map((line) => ({ line, ...parseLine(line) })).filter((l) => l.id !== undefined);
+  say();
+  say(`nginx's access log (${parsed.length} lines): urt and uct are what nginx waited for the app, busy= what the app saw`);
+  for (const [index, step] of steps.entries()) {
+    if (!samples.some((s) => s.step === index && s.queued >= WORKERS)) continue;
+    const inStep = parsed.filter((l) => l.request.includes(`?step=${index + 1} `));
+    say(`  step ${index + 1}, ${stepName(step)}, where the queue built: the 3 slowest of ${inStep.length}`);
+    for (const l of inStep.sort((a, b) => b.urt - a.urt).slice(0, 3)) say(`    ${l.line.slice(l.id.length + 1)}`);
+  }
+}
+
 function percentile(sorted, p) {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
@@ -220,6 +263,7 @@ async function runPrimary() {
   let gauge = null;
   let load = null;
   let sampler = null;
+  let proxy = null; // nginx in front, where it is installed
   const exits = new Map(); // worker -> promise of its exit
 
   /** Stops everything and removes the gauge. Safe to call more than once. */
@@ -229,6 +273,7 @@ async function runPrimary() {
       stopping = true;
       clearInterval(sampler);
       if (load) load.abort();
+      if (proxy) await proxy.stop();
       const workers = Object.values(cluster.workers);
       for (const worker of workers) {
         if (kill) worker.process.kill('SIGKILL');
@@ -313,6 +358,7 @@ async function runPrimary() {
     const port = await listening;
     const backlog = listenQueue(port).map((l) => l.backlog)[0];
     say(`  listening on http://127.0.0.1:${port} (accept queue limit ${backlog})`);
+    proxy = await startProxy(port, options);
 
     const samples = [];
     const sample = () => {
@@ -320,7 +366,7 @@ async function runPrimary() {
       const queued = listenQueue(port).reduce((sum, l) => sum + l.queued, 0);
       samples.push({ t, busy: gauge.value, queued, clients: load.open.size, step: load.step });
     };
-    load = new LoadGenerator(port);
+    load = new LoadGenerator(proxy ? proxy.port : port);
     const loadStart = performance.now();
     sampler = setInterval(sample, SAMPLE_MS);
     sample();
@@ -368,6 +414,7 @@ async function runPrimary() {
     const seconds = (performance.now() - began) / 1000;
 
     summarize({ steps, samples, results: load.results, killed, busyAfter, seconds });
+    if (proxy) showNginxLines(proxy.lines(), steps, samples);
     fs.writeFileSync(options.svg, renderChart({ steps, samples, killed }));
     say(`  chart: ${options.svg}`);
 

@@ -71,3 +71,4 @@ export function reapEvery(gaugeOrName: GaugeOrName, ms: number): () => void {
     clearInterval(timer);
   };
 }
+export { closeOnSignals, type CloseOnSignalsOptions, type ShutdownTarget } from './shutdown';

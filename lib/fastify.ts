@@ -1,6 +1,6 @@
 // named-semaphore/fastify: busyMiddleware as a Fastify plugin.
 import type { FastifyPluginCallback, FastifyRequest } from 'fastify';
-import { countRequest, gaugeGetter, type CountedRequest, type GaugeOrName } from './http';
+import { busyHeaderOption, countRequest, gaugeGetter, type CountedRequest, type GaugeOrName } from './http';
 import * as validate from './validate';
 
 declare module 'fastify' {
@@ -13,6 +13,8 @@ declare module 'fastify' {
 export interface BusyPluginOptions {
   /** A Gauge, or the name of one that each process opens once, on first use. */
   gauge: GaugeOrName;
+  /** A response header that carries the request's `busy` (e.g. 'X-Busy'), for a proxy in front to log. */
+  header?: string;
 }
 
 /**
@@ -22,13 +24,15 @@ export interface BusyPluginOptions {
  * `request.busy`, and `request.raw.busy` for loggers of the raw request
  * (morgan, pino-http), to the total in flight over every process.
  *
- * `fastify.register(busyPlugin, { gauge: '/busy' })`. Its hooks apply to the
+ * `fastify.register(busyPlugin, { gauge: '/busy', header: 'X-Busy' })` (header optional). Its hooks apply to the
  * whole instance it is registered on, not only to the plugin's own context.
  */
 export const busyPlugin: FastifyPluginCallback<BusyPluginOptions> = (fastify, options, done) => {
   let gauge: ReturnType<typeof gaugeGetter>;
+  let header: string | undefined;
   try {
     gauge = gaugeGetter(validate.options<BusyPluginOptions>(options).gauge, 'options.gauge');
+    header = busyHeaderOption(options);
   } catch (error) {
     done(error as Error);
     return;
@@ -42,6 +46,7 @@ export const busyPlugin: FastifyPluginCallback<BusyPluginOptions> = (fastify, op
     counts.set(request, counted);
     request.busy = counted.busy;
     request.raw.busy = counted.busy;
+    if (header !== undefined) reply.header(header, counted.busy);
     next();
   });
   const finish = (request: FastifyRequest, next: () => void): void => {

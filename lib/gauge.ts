@@ -25,9 +25,16 @@ let exitHookInstalled = false;
 function closeAllOnExit(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const gauge of openGauges) gauge.close();
-  });
+  process.once('exit', closeOpenGauges);
+}
+
+/**
+ * Closes every Gauge of this thread still open: at exit, and before
+ * closeOnSignals lets a signal end the process (which runs no 'exit' event).
+ * @internal
+ */
+export function closeOpenGauges(): void {
+  for (const gauge of openGauges) gauge.close();
 }
 
 function gaugeName(name: unknown): string {

@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 import { Gauge, type GaugeOrName } from './gauge';
 
 export type { GaugeOrName };
-import { invalidArgType, sockDiagError } from './errors';
+import { invalidArgType, invalidArgValue, sockDiagError } from './errors';
 import { binding, type NativeListener } from './native';
 import * as shares from './shares';
 import * as validate from './validate';
@@ -142,20 +142,45 @@ export function countRequest(gauge: Gauge, req: IncomingMessage, res: ServerResp
 
 type Next = (err?: unknown) => void;
 
+export interface BusyOptions {
+  /**
+   * A response header that carries the request's `busy` (e.g. 'X-Busy'), for a
+   * proxy in front to log: nginx's `$upstream_http_x_busy`.
+   */
+  header?: string;
+}
+
+// RFC 9110's token: what Node's setHeader accepts as a header name.
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Checks the `header` option; undefined when none is wanted. @internal */
+export function busyHeaderOption(options: unknown, arg = 'options'): string | undefined {
+  const header = validate.options<BusyOptions>(options, arg).header;
+  if (header === undefined) return undefined;
+  if (typeof header !== 'string') throw invalidArgType(`${arg}.header`, 'of type string', header);
+  if (!HEADER_NAME.test(header)) throw invalidArgValue(`${arg}.header`, header, 'must be a valid HTTP header name');
+  return header;
+}
+
 /**
  * Middleware that counts each request in the gauge from its arrival until its
  * response ends, or its connection closes, whichever comes first; exactly
  * once. Sets `req.busy` to the total in flight over every process, this
- * request included.
+ * request included, and with `{ header: 'X-Busy' }` the response header too.
  *
  * Express or Connect: `app.use(busyMiddleware('/busy'))`. Plain node:http:
  * `busyMiddleware('/busy')(req, res)` first thing in the request handler.
  * A name opens one Gauge per process, on the first request.
  */
-export function busyMiddleware(gaugeOrName: GaugeOrName): (req: IncomingMessage, res: ServerResponse, next?: Next) => void {
+export function busyMiddleware(
+  gaugeOrName: GaugeOrName,
+  options?: BusyOptions,
+): (req: IncomingMessage, res: ServerResponse, next?: Next) => void {
   const gauge = gaugeGetter(gaugeOrName, 'gaugeOrName');
+  const header = busyHeaderOption(options);
   return function busy(req, res, next) {
     req.busy = countRequest(gauge(), req, res).busy;
+    if (header !== undefined && !res.headersSent) res.setHeader(header, req.busy);
     if (typeof next === 'function') next();
   };
 }

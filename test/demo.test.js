@@ -10,6 +10,8 @@ const os = require('node:os');
 const path = require('node:path');
 
 const demo = path.join(__dirname, '..', 'examples', 'busy-demo.js');
+const { findNginx } = require('../examples/nginx-proxy');
+const withNginx = findNginx() !== null;
 let runs = 0;
 
 /** Starts the demo with a gauge and chart of its own; `until` may signal it when its output matches. */
@@ -117,6 +119,20 @@ function checkShortRun(run) {
   assert.match(stdout, new RegExp(`chart: ${run.svg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
   assert.match(stdout, new RegExp(`gauge /${run.tag} is unlinked`));
 
+  // nginx in front, where it is installed: its access log's lines with busy=, for the /cpu step where the queue builds.
+  if (withNginx) {
+    const dir = /nginx in front on http:\/\/127\.0\.0\.1:\d+ \(config and logs in (\S+)\)/.exec(stdout)?.[1];
+    assert.ok(dir, 'nginx was started');
+    assert.match(stdout, /^nginx's access log \(\d+ lines\)/m);
+    assert.match(stdout, /step 6, 16 clients on GET \/cpu, where the queue built/);
+    const cpuLines = [...stdout.matchAll(/^ {4}"GET \/cpu\?step=6 HTTP\/1\.1" 200 rt=\S+ urt=(\S+) uct=\S+ busy=(\d+)$/gm)];
+    assert.ok(cpuLines.length >= 1, "nginx's lines of the /cpu step");
+    for (const [, , busy] of cpuLines) assert.ok(Number(busy) >= 1 && Number(busy) <= 2, `busy=${busy} with two blocked workers`);
+    assert.equal(fs.existsSync(dir), false, "nginx's folder is removed");
+  } else {
+    assert.match(stdout, /nginx is not installed \(apt-get install nginx\): with nginx in front/);
+  }
+
   // The chart: one well-formed SVG document with the series and the load steps.
   const svg = fs.readFileSync(run.svg, 'utf8').trim();
   assert.ok(svg.startsWith('<svg '), 'starts with <svg');
@@ -137,8 +153,10 @@ function checkShortRun(run) {
   assertNothingLeft(run);
 }
 
-test('Ctrl-C during the demo: exit 130, no worker and no semaphore left', async () => {
-  const run = await runDemo([], { until: /^step 2\//m });
+test('Ctrl-C during the demo: exit 130, no worker and no semaphore left; without nginx it says what nginx would add', async () => {
+  const run = await runDemo(['--no-nginx'], { until: /^step 2\//m });
+  assert.match(run.stdout, /no nginx \(--no-nginx\): with nginx in front, the clients would go through it/);
+  assert.doesNotMatch(run.stdout, /nginx in front on/);
   assert.ok(run.signalled, `the demo never reached step 2\n${run.stdout}\n${run.stderr}`);
   assert.equal(run.code, 130, `exit ${run.code} (${run.signal})\n${run.stdout}\n${run.stderr}`);
   assert.match(run.stdout, /SIGINT: stopping the workers/);
@@ -157,4 +175,6 @@ test('SIGINT while the workers start, and SIGTERM mid-run, leave nothing behind 
   assert.ok(term.signalled);
   assert.equal(term.code, 143, `exit ${term.code} (${term.signal})\n${term.stdout}\n${term.stderr}`);
   assertNothingLeft(term);
+  const dir = /config and logs in (\S+)\)/.exec(term.stdout)?.[1];
+  if (withNginx) assert.equal(fs.existsSync(dir), false, "nginx stopped and its folder removed");
 });
