@@ -197,8 +197,8 @@ size_t WaiterPool::DeleteQueue(Queue* q) {
   // futex could take a post's wake-up from another waiter.
   q->deleting = true;
   while (q->thread != nullptr) {
-    KickLocked(q->thread);
-    pthread_cond_wait(&progress_, &mu_);
+    KickLocked(q->thread);  // without futex_waitv, this waits for a round itself
+    if (q->thread != nullptr) pthread_cond_wait(&progress_, &mu_);
   }
   pthread_mutex_unlock(&mu_);
   delete q;
