@@ -94,6 +94,8 @@ export interface Binding {
   readonly SEM_VALUE_MAX: number;
   /** glibc has sem_clockwait: timed waits measure on CLOCK_MONOTONIC. */
   readonly hasClockWait: boolean;
+  /** Whether a waiter thread sleeps on many semaphores at once (futex_waitv), or on one. */
+  readonly waitersShareThreads: boolean;
 }
 
 /** 'io_uring': the event loop itself waits (Linux 6.7+); 'thread': a thread per semaphore with waits. */

@@ -689,6 +689,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("listenQueue", Napi::Function::New(env, ListenQueue, "listenQueue"));
   exports.Set("SEM_VALUE_MAX", Napi::Number::New(env, SEM_VALUE_MAX));
   exports.Set("hasClockWait", Napi::Boolean::New(env, nsem::HasClockWait()));
+  // Whether a waiter thread sleeps on many semaphores (futex_waitv) or one.
+  exports.Set("waitersShareThreads", Napi::Boolean::New(env, WaiterPool::Multiplexed()));
   return exports;
 }
 

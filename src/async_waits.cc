@@ -10,6 +10,7 @@
 namespace addon {
 
 namespace {
+constexpr int64_t kRingRetryNs = 1000 * 1000000;
 void ServiceAndSettle(LoopWaits* loop, const std::vector<Handle*>& handles);
 void ScheduleDeadlines(LoopWaits* loop);
 }  // namespace
@@ -70,7 +71,9 @@ void Deliver(napi_env env, EnvData* data, const std::vector<nsem::Settled>& sett
     napi_create_int32(env, settled[i].err, &argv[1]);
     napi_value result;
     if (napi_call_function(env, undefined, fn, 2, argv, &result) == napi_ok) {
-      bool took = false;
+      // Only false gives the token back: a settle() that resolved the
+      // promise and returned anything else must not have it posted twice.
+      bool took = true;
       napi_get_value_bool(env, result, &took);
       taken[i] = took;
       continue;
@@ -223,8 +226,9 @@ nsem::FutexRing* Ring(EnvData* data) {
   LoopWaits* loop = data->loop;
   if (loop->ring != nullptr || loop->refused) return loop->ring;
   // After a transient failure: threads serve until their waits are done, so
-  // one handle's waits are never split between the two.
-  if (!data->pool->Idle()) return nullptr;
+  // one handle's waits are never split between the two, and the next try
+  // comes a second later at the soonest.
+  if (!data->pool->Idle() || nsem::MonotonicNowNs() < loop->retry_at) return nullptr;
   loop->refused = true;
   const char* choice = getenv("NAMED_SEMAPHORE_WAITER");
   if (choice != nullptr && strcmp(choice, "thread") == 0) return nullptr;
@@ -235,6 +239,7 @@ nsem::FutexRing* Ring(EnvData* data) {
   nsem::FutexRing* ring = nsem::FutexRing::Create(&transient);
   if (ring == nullptr) {
     loop->refused = !transient;  // out of descriptors, say: try again later
+    loop->retry_at = nsem::MonotonicNowNs() + kRingRetryNs;
     return nullptr;
   }
   napi_value resource, name;

@@ -24,6 +24,7 @@ struct LoopWaits {
   EnvData* data;                    // nullptr once torn down
   nsem::FutexRing* ring = nullptr;  // nullptr: not started, or not available
   bool refused = false;             // waits use threads for good
+  int64_t retry_at = 0;             // after a transient failure to start
   uv_poll_t poll;                   // the ring's fd, in the loop's epoll
   uv_timer_t timer;                 // the earliest deadline of a pending wait
   int64_t timer_due = nsem::kForever;

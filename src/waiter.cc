@@ -171,6 +171,7 @@ bool WaiterPool::Cancel(Queue* q, double id) {
       it->sem->Unref();
       settled_.erase(it);
       found = true;
+      break;
     }
   }
   pthread_mutex_unlock(&mu_);
