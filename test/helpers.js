@@ -6,6 +6,7 @@ const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const { NamedSemaphore } = require('..');
+const { noIoUringLauncher, probeIoUring } = require('./no-io-uring');
 
 const created = new Set();
 let counter = 0;
@@ -96,4 +97,16 @@ function waiterCount(name) {
   return Number(fs.readFileSync(`/dev/shm/sem.${name.slice(1)}`).readBigUInt64LE(0) >> 32n);
 }
 
-module.exports = { uniqueName, leftovers, fixture, run, runNode, sleep, until, threadCount, waiterCount };
+module.exports = {
+  uniqueName,
+  leftovers,
+  fixture,
+  run,
+  runNode,
+  sleep,
+  until,
+  threadCount,
+  waiterCount,
+  noIoUringLauncher,
+  probeIoUring,
+};
