@@ -4,7 +4,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const { NamedSemaphore, SemaphoreError, SEM_VALUE_MAX } = require('..');
-const { uniqueName } = require('./helpers');
+const { uniqueName, readableCopy } = require('./helpers');
 
 const shmFile = (name) => `/dev/shm/sem.${name.slice(1)}`;
 
@@ -78,7 +78,7 @@ test('permission denied is EACCES (as a non-root user)', { skip: process.getuid(
   const sem = new NamedSemaphore(name, { mode: 0o600 });
   const script = `
     process.setgid(65534); process.setuid(65534);
-    const { NamedSemaphore } = require(${JSON.stringify(require.resolve('..'))});
+    const { NamedSemaphore } = require(${JSON.stringify(readableCopy())});
     try { new NamedSemaphore(${JSON.stringify(name)}, { create: false }); console.log('opened'); }
     catch (e) { console.log(e.code); }`;
   const out = require('node:child_process').execFileSync(process.execPath, ['-e', script]).toString().trim();
@@ -239,7 +239,7 @@ test('waitSync keeps its deadline when signals interrupt it (EINTR is retried)',
   const sem = new NamedSemaphore(name);
   // A handled signal makes sem_clockwait return EINTR even under SA_RESTART.
   const script = `
-    const { NamedSemaphore } = require(${JSON.stringify(require.resolve('..'))});
+    const { NamedSemaphore } = require(${JSON.stringify(readableCopy())});
     let signals = 0;
     process.on('SIGUSR2', () => signals++);
     const sem = new NamedSemaphore(${JSON.stringify(name)}, { create: false });
