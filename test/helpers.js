@@ -122,7 +122,8 @@ function readableCopy() {
   }
   const parts = ['package.json', 'dist', 'node_modules/node-gyp-build', 'prebuilds'];
   for (const part of parts) {
-    if (fs.existsSync(path.join(root, part))) fs.cpSync(path.join(root, part), path.join(dir, part), { recursive: true });
+    // dereference: a symlink (npm link, a linked node_modules) would lead back into the checkout.
+    if (fs.existsSync(path.join(root, part))) fs.cpSync(path.join(root, part), path.join(dir, part), { recursive: true, dereference: true });
   }
   const release = path.join(root, 'build', 'Release');
   if (fs.existsSync(release)) {
