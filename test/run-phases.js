@@ -138,7 +138,7 @@ function ok(r) {
   console.log(
     all
       ? `npm test: PASS (${results.map((r) => `phase ${r.n}`).join(' and ')})`
-      : `npm test: FAIL (${failed.map((r) => `phase ${r.n}`).join(', ') || 'interrupted'})`,
+      : `npm test: FAIL (${[...failed.map((r) => `phase ${r.n}`), ...(interrupted ? ['interrupted'] : [])].join(', ')})`,
   );
   process.exitCode = all ? 0 : 1;
 })();
