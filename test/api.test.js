@@ -3,8 +3,9 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const path = require('node:path');
 const { NamedSemaphore, SemaphoreError, SEM_VALUE_MAX } = require('..');
-const { uniqueName } = require('./helpers');
+const { uniqueName, readableCopy } = require('./helpers');
 
 const shmFile = (name) => `/dev/shm/sem.${name.slice(1)}`;
 
@@ -78,12 +79,30 @@ test('permission denied is EACCES (as a non-root user)', { skip: process.getuid(
   const sem = new NamedSemaphore(name, { mode: 0o600 });
   const script = `
     process.setgid(65534); process.setuid(65534);
-    const { NamedSemaphore } = require(${JSON.stringify(require.resolve('..'))});
+    const { NamedSemaphore } = require(${JSON.stringify(readableCopy())});
     try { new NamedSemaphore(${JSON.stringify(name)}, { create: false }); console.log('opened'); }
     catch (e) { console.log(e.code); }`;
   const out = require('node:child_process').execFileSync(process.execPath, ['-e', script]).toString().trim();
   assert.equal(out, 'EACCES');
   sem.close();
+});
+
+// The tests above and in gauge.test.js pass wherever the checkout lives only
+// if the copy is whole: nothing may be loaded from the checkout itself.
+test('readableCopy(): another user loads the package from the copy alone', { skip: process.getuid() !== 0 && 'needs root to switch user' }, () => {
+  const copy = readableCopy();
+  const script = `
+    process.setgid(65534); process.setuid(65534);
+    const { NamedSemaphore } = require(${JSON.stringify(copy)});
+    const sem = new NamedSemaphore(${JSON.stringify(uniqueName('copy'))}, { initialValue: 2 });
+    const value = sem.value;
+    sem.unlink(); sem.close();
+    const addons = require('node:fs').readFileSync('/proc/self/maps', 'utf8').split('\\n').filter((l) => l.endsWith('.node')).map((l) => l.split(' ').pop());
+    console.log(JSON.stringify({ value, modules: Object.keys(require.cache), addons: [...new Set(addons)] }));`;
+  const out = JSON.parse(require('node:child_process').execFileSync(process.execPath, ['-e', script]).toString());
+  assert.equal(out.value, 2);
+  assert.equal(out.addons.length, 1, `one addon mapped: ${out.addons}`);
+  for (const file of [...out.modules, ...out.addons]) assert.ok(file.startsWith(copy + path.sep), `${file} is outside ${copy}`);
 });
 
 test('glibc name rules', () => {
@@ -239,7 +258,7 @@ test('waitSync keeps its deadline when signals interrupt it (EINTR is retried)',
   const sem = new NamedSemaphore(name);
   // A handled signal makes sem_clockwait return EINTR even under SA_RESTART.
   const script = `
-    const { NamedSemaphore } = require(${JSON.stringify(require.resolve('..'))});
+    const { NamedSemaphore } = require(${JSON.stringify(readableCopy())});
     let signals = 0;
     process.on('SIGUSR2', () => signals++);
     const sem = new NamedSemaphore(${JSON.stringify(name)}, { create: false });

@@ -10,7 +10,7 @@ const { spawn } = require('node:child_process');
 const path = require('node:path');
 const { newShareName, selfIdentity } = require('../dist/shares');
 const { Gauge, NamedSemaphore, SEM_VALUE_MAX } = require('..');
-const { uniqueName, leftovers, fixture, runNode, sleep, until } = require('./helpers');
+const { uniqueName, leftovers, fixture, runNode, sleep, until, readableCopy } = require('./helpers');
 
 // ---- helpers ----------------------------------------------------------------
 
@@ -507,6 +507,9 @@ test('reap() from 5 processes at once never removes a live share; the amounts su
 // ---- 6. readers that never opened the gauge, other users ----------------------------------
 
 const NOBODY = 65534;
+// nobody loads the package from a copy it can read (the checkout may be in a
+// folder only root can enter).
+const asNobody = () => ({ env: { ...process.env, NSEM_PACKAGE: readableCopy() } });
 
 test('Gauge.read() in a process that never opened the gauge; another user gets EACCES under 0o600', async () => {
   const name = uniqueName('g-reader');
@@ -519,7 +522,7 @@ test('Gauge.read() in a process that never opened the gauge; another user gets E
     const r = await runNode('gauge-user.js', [name, 0]); // root, never opened it
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), { uid: 0, read: 7 });
-    const nobody = await runNode('gauge-user.js', [name, NOBODY]);
+    const nobody = await runNode('gauge-user.js', [name, NOBODY], asNobody());
     assert.equal(nobody.code, 0, nobody.stderr);
     const out = JSON.parse(nobody.stdout);
     assert.equal(out.uid, NOBODY);
@@ -546,7 +549,7 @@ test(
       for (const s of shareFiles(name)) {
         assert.equal(fs.statSync(`/dev/shm/${s.file}`).mode & 0o777, 0o666, `${s.file} has the gauge's mode`);
       }
-      const nobody = await runNode('gauge-user.js', [name, NOBODY, 4]);
+      const nobody = await runNode('gauge-user.js', [name, NOBODY, 4], asNobody());
       assert.equal(nobody.code, 0, nobody.stderr);
       assert.deepEqual(JSON.parse(nobody.stdout), { uid: NOBODY, read: 5, value: 9, readWhileHeld: 9 });
       assert.equal(Gauge.read(name), 5, "nobody's share went back when it closed");

@@ -4,8 +4,10 @@
 const { after } = require('node:test');
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const { NamedSemaphore } = require('..');
+const { noIoUringLauncher, probeIoUring } = require('./no-io-uring');
 
 const created = new Set();
 let counter = 0;
@@ -17,6 +19,8 @@ function uniqueName(tag = 't') {
   return name;
 }
 
+let copy; // readableCopy()'s folder, once made
+
 after(() => {
   for (const name of created) {
     try {
@@ -25,6 +29,7 @@ after(() => {
       // already gone or never made
     }
   }
+  if (copy) fs.rmSync(copy, { recursive: true, force: true });
 });
 
 /** Names this process's tests left in /dev/shm (should be none). */
@@ -96,4 +101,55 @@ function waiterCount(name) {
   return Number(fs.readFileSync(`/dev/shm/sem.${name.slice(1)}`).readBigUInt64LE(0) >> 32n);
 }
 
-module.exports = { uniqueName, leftovers, fixture, run, runNode, sleep, until, threadCount, waiterCount };
+const root = path.join(__dirname, '..');
+
+/**
+ * The package as another user can load it: a copy of what `require` needs
+ * (package.json, dist/, the built addon or the prebuilds, node-gyp-build) in a
+ * fresh folder under os.tmpdir() that every user may read. Returns the
+ * folder; `require(readableCopy())` loads the package from it. For child
+ * processes that drop to another user (process.setuid, useradd), who cannot
+ * enter a checkout kept in a 0700 folder (mktemp -d, /root). Made once per
+ * test file, removed when the file ends, pass or fail.
+ */
+function readableCopy() {
+  if (copy) return copy;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `nsem-readable-${process.pid}-`));
+  copy = dir; // removed by the after() hook above
+  fs.chmodSync(dir, 0o755); // mkdtemp makes it 0700
+  for (let up = path.dirname(dir); up !== path.dirname(up); up = path.dirname(up)) {
+    if ((fs.statSync(up).mode & 0o001) === 0) throw new Error(`readableCopy(): other users cannot enter ${up}; set TMPDIR to a folder they can`);
+  }
+  const parts = ['package.json', 'dist', 'node_modules/node-gyp-build', 'prebuilds'];
+  for (const part of parts) {
+    // dereference: a symlink (npm link, a linked node_modules) would lead back into the checkout.
+    if (fs.existsSync(path.join(root, part))) fs.cpSync(path.join(root, part), path.join(dir, part), { recursive: true, dereference: true });
+  }
+  const release = path.join(root, 'build', 'Release');
+  if (fs.existsSync(release)) {
+    fs.mkdirSync(path.join(dir, 'build', 'Release'), { recursive: true });
+    for (const f of fs.readdirSync(release).filter((f) => f.endsWith('.node'))) fs.copyFileSync(path.join(release, f), path.join(dir, 'build', 'Release', f));
+  }
+  // Readable (folders also enterable) by all, whatever the umask.
+  (function open(p) {
+    const stat = fs.statSync(p);
+    fs.chmodSync(p, stat.mode | (stat.isDirectory() ? 0o555 : 0o444));
+    if (stat.isDirectory()) for (const f of fs.readdirSync(p)) open(path.join(p, f));
+  })(dir);
+  return dir;
+}
+
+module.exports = {
+  uniqueName,
+  leftovers,
+  fixture,
+  run,
+  runNode,
+  sleep,
+  until,
+  threadCount,
+  waiterCount,
+  readableCopy,
+  noIoUringLauncher,
+  probeIoUring,
+};

@@ -130,15 +130,25 @@ test('sumReset() survives a getter in its names that closes the sum', async (t) 
   assert.equal(r.stdout, '9\n'); // EBADF: the sum closed meanwhile
 });
 
+// What a child left to choose gets: where io_uring is refused (phase 2 of npm
+// test, a container) the io_uring runs would be the thread runs again.
+const childMechanism = require('node:child_process')
+  .execFileSync(process.execPath, ['-p', `require(${JSON.stringify(root)}).NamedSemaphore.waitMechanism`], {
+    env: { ...process.env, NAMED_SEMAPHORE_WAITER: '' },
+    encoding: 'utf8',
+  })
+  .trim();
+
 for (const mechanism of ['io_uring', 'thread']) {
   const env = { ...process.env, NAMED_SEMAPHORE_WAITER: mechanism === 'thread' ? 'thread' : '' };
+  const skip = mechanism === 'io_uring' && childMechanism !== 'io_uring' && 'io_uring waits are not available here; the (thread waits) twin runs';
   // Source that posts n to `name` from another process.
   const postN = (name, n) =>
     `require('node:child_process').execFileSync(process.execPath, ['-e', ${JSON.stringify(
       `const { NamedSemaphore } = require(${JSON.stringify(root)}); new NamedSemaphore(${JSON.stringify(name)}).post(${n})`,
     )}])`;
 
-  test(`a settle() that throws, even undefined, keeps no other wait from settling (${mechanism} waits)`, async () => {
+  test(`a settle() that throws, even undefined, keeps no other wait from settling (${mechanism} waits)`, { skip }, async () => {
     const name = uniqueName('settle-throw');
     const r = await node(
       `const { binding } = require(${JSON.stringify(path.join(root, 'dist', 'native.js'))});
@@ -163,7 +173,7 @@ for (const mechanism of ['io_uring', 'thread']) {
     sem.close();
   });
 
-  test(`an AbortSignal whose removeEventListener throws keeps no wait from settling (${mechanism} waits)`, async () => {
+  test(`an AbortSignal whose removeEventListener throws keeps no wait from settling (${mechanism} waits)`, { skip }, async () => {
     const name = uniqueName('signal-throw');
     const r = await node(
       `const { NamedSemaphore } = require(${JSON.stringify(root)});
@@ -180,7 +190,7 @@ for (const mechanism of ['io_uring', 'thread']) {
     assert.equal(r.stdout, 'uncaught boom\nuncaught boom\ntrue true 0\n');
   });
 
-  test(`a worker whose settle closes the handle and exits loses no token (${mechanism} waits)`, async () => {
+  test(`a worker whose settle closes the handle and exits loses no token (${mechanism} waits)`, { skip }, async () => {
     const name = uniqueName('settle-exit');
     const native = JSON.stringify(path.join(root, 'dist', 'native.js'));
     const worker = `const { binding } = require(${native});
