@@ -4,10 +4,12 @@
 //   phase 2  under test/fixtures/no-io-uring.c, a seccomp filter refusing
 //            io_uring as Docker's default profile does, so the waiter-thread
 //            path containers get is what runs (not just NAMED_SEMAPHORE_WAITER)
+//   phase 3  the wait tests again with futex_waitv refused too, as on a kernel
+//            before 5.16 (and under qemu-user): a waiter thread per semaphore
 // Each phase is one `node --test` run, its output passed through; the closing
-// lines sum up both, and the exit status is non-zero if either failed.
+// lines sum up all, and the exit status is non-zero if any failed.
 //
-//   node test/run-phases.js [--phase=1|2] [test files...]   (default: both, test/*.test.js)
+//   node test/run-phases.js [--phase=1|2|3] [test files...]   (default: every phase, its files)
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
@@ -17,6 +19,7 @@ const root = path.join(__dirname, '..');
 const args = process.argv.slice(2);
 const only = args.find((a) => a.startsWith('--phase='))?.slice('--phase='.length);
 let files = args.filter((a) => !a.startsWith('--'));
+const explicitFiles = files.length > 0;
 if (files.length === 0) {
   files = fs
     .readdirSync(__dirname)
@@ -45,11 +48,22 @@ const phases = [
       return [launcher];
     },
   },
+  {
+    n: '3',
+    title: 'the wait tests with io_uring and futex_waitv refused, as on a kernel before 5.16 (a waiter thread per semaphore)',
+    files: ['hardship', 'wait', 'worker', 'lifecycle', 'hostile', 'interop', 'processes'].map((f) => path.join('test', `${f}.test.js`)),
+    prefix: () => [noIoUringLauncher(), '--no-futex-waitv'],
+  },
 ].filter((p) => !only || p.n === only);
 
 // How the package waits under prefix, as the addon itself reports it.
 function mechanism(prefix) {
-  const argv = [...prefix, process.execPath, '-p', `require(${JSON.stringify(root)}).NamedSemaphore.waitMechanism`];
+  const argv = [
+    ...prefix,
+    process.execPath,
+    '-p',
+    `require(${JSON.stringify(root)}).NamedSemaphore.waitMechanism + (require(${JSON.stringify(path.join(root, 'dist', 'native.js'))}).binding.waitersShareThreads ? '' : ' (one waiter thread per semaphore: no futex_waitv)')`,
+  ];
   const r = spawnSync(argv[0], argv.slice(1), { env, encoding: 'utf8' });
   return r.status === 0 ? r.stdout.trim() : `unknown (${(r.stderr || r.error?.message || '').trim().split('\n')[0]})`;
 }
@@ -76,9 +90,11 @@ function runPhase(phase) {
     return Promise.resolve(result);
   }
   const reporter = process.stdout.isTTY ? ['--test-reporter=spec'] : [];
-  const argv = [...prefix, process.execPath, '--test', '--test-concurrency=1', ...reporter, ...files];
+  // Phase 3 runs its own files, unless files were named.
+  const phaseFiles = phase.files && !explicitFiles ? phase.files : files;
+  const argv = [...prefix, process.execPath, '--test', '--test-concurrency=1', ...reporter, ...phaseFiles];
   console.log(`\n===== phase ${phase.n}: ${phase.title}`);
-  console.log(`===== wait mechanism: ${mechanism(prefix)}; ${files.length} files`);
+  console.log(`===== wait mechanism: ${mechanism(prefix)}; ${phaseFiles.length} files`);
   const started = Date.now();
   return new Promise((resolve) => {
     child = spawn(argv[0], argv.slice(1), { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -120,7 +136,7 @@ function ok(r) {
     results.push(await runPhase(phase));
   }
   const c = (r, k) => r.counts[k] ?? 0;
-  console.log('\n===== summary of both phases');
+  console.log('\n===== summary of every phase');
   for (const r of results) {
     const status = ok(r) ? 'ok' : `FAILED (${r.error || (r.signal ? `signal ${r.signal}` : `exit ${r.code}`)})`;
     console.log(`phase ${r.n}: ${r.title}`);
@@ -133,7 +149,7 @@ function ok(r) {
   const failed = results.filter((r) => !ok(r));
   const all = phases.length === results.length && failed.length === 0;
   const sum = (k) => results.reduce((n, r) => n + c(r, k), 0);
-  // The closing lines, in node --test's own form, are over both phases.
+  // The closing lines, in node --test's own form, are over every phase.
   for (const k of ['tests', 'pass', 'fail', 'cancelled', 'skipped', 'todo']) console.log(`# ${k} ${sum(k)}`);
   console.log(
     all

@@ -64,11 +64,15 @@ test('abort rejects with signal.reason promptly; an aborted signal rejects at on
   const reason = new Error('stop');
   await assert.rejects(sem.wait({ signal: AbortSignal.abort(reason) }), (e) => e === reason);
   const ac = new AbortController();
-  const start = process.hrtime.bigint();
   const p = sem.wait({ signal: ac.signal });
-  setTimeout(() => ac.abort(reason), 20);
+  let aborted;
+  setTimeout(() => {
+    aborted = process.hrtime.bigint();
+    ac.abort(reason);
+  }, 20);
   await assert.rejects(p, (e) => e === reason);
-  assert.ok(ms(start) < 20 + 100, `abort took ${ms(start)} ms`);
+  // From abort() on (however late a loaded machine runs the timer).
+  assert.ok(ms(aborted) < 100, `abort took ${ms(aborted)} ms`);
   await assert.rejects(sem.wait({ signal: AbortSignal.timeout(10) }), { name: 'TimeoutError' });
   sem.post();
   assert.equal(sem.value, 1, 'aborted waits took nothing');
