@@ -102,4 +102,17 @@ function waiterCount(name) {
   return Number(fs.readFileSync(`/dev/shm/sem.${name.slice(1)}`).readBigUInt64LE(0) >> 32n);
 }
 
-module.exports = { uniqueName, leftovers, fixture, run, runNode, sleep, until, threadCount, waiterCount, slowdown, emulated };
+module.exports = {
+  uniqueName,
+  leftovers,
+  fixture,
+  run,
+  runNode,
+  sleep,
+  until,
+  threadCount,
+  waiterCount,
+  slowdown,
+  emulator,
+  emulated,
+};
