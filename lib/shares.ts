@@ -69,11 +69,18 @@ export function listShares(gauge: string, files: string[] = fs.readdirSync(SHM_D
   return shares;
 }
 
+/**
+ * The stat file of a process's main thread: the process's start time and
+ * state, as /proc/<pid>/stat has them, which qemu-user fakes for its own
+ * process (a start time a few ticks off the kernel's), not this one.
+ */
+const statFile = (pid: number): string => `/proc/${pid}/task/${pid}/stat`;
+
 /** pid and start time of a live process, or null if it is gone or a zombie. */
 export function processIdentity(pid: number): ProcessIdentity | null {
   let stat: string;
   try {
-    stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    stat = fs.readFileSync(statFile(pid), 'latin1');
   } catch {
     return null;
   }
@@ -90,7 +97,7 @@ export function selfIdentity(): ProcessIdentity {
   if (self === undefined) {
     // Read without processIdentity's catch: where there is no /proc, the
     // error (ENOENT, with its code) says why gauges cannot work here.
-    fs.readFileSync(`/proc/${process.pid}/stat`, 'latin1');
+    fs.readFileSync(statFile(process.pid), 'latin1');
     self = processIdentity(process.pid)!;
   }
   return self;

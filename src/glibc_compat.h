@@ -11,24 +11,34 @@
 
 #include <limits.h>  // defines __GLIBC__ on glibc
 
-#if defined(__linux__) && defined(__GLIBC__) && defined(__x86_64__)
+#if defined(__linux__) && defined(__GLIBC__) && (defined(__x86_64__) || defined(__aarch64__))
+// The oldest version of each symbol: x86-64's first glibc had most of them at
+// 2.2.5; aarch64's first glibc (2.17) has them all at 2.17.
+#if defined(__x86_64__)
+#define NSEM_OLDEST "GLIBC_2.2.5"
+#define NSEM_OLDEST_SETCLOCK "GLIBC_2.3.3"
+#else
+#define NSEM_OLDEST "GLIBC_2.17"
+#define NSEM_OLDEST_SETCLOCK "GLIBC_2.17"
+#endif
 #define NSEM_PIN(sym, ver) __asm__(".symver " #sym "," #sym "@" ver)
-NSEM_PIN(sem_open, "GLIBC_2.2.5");
-NSEM_PIN(sem_close, "GLIBC_2.2.5");
-NSEM_PIN(sem_unlink, "GLIBC_2.2.5");
-NSEM_PIN(sem_post, "GLIBC_2.2.5");
-NSEM_PIN(sem_wait, "GLIBC_2.2.5");
-NSEM_PIN(sem_trywait, "GLIBC_2.2.5");
-NSEM_PIN(sem_timedwait, "GLIBC_2.2.5");
-NSEM_PIN(sem_getvalue, "GLIBC_2.2.5");
-NSEM_PIN(sem_init, "GLIBC_2.2.5");
-NSEM_PIN(sem_destroy, "GLIBC_2.2.5");
-NSEM_PIN(pthread_create, "GLIBC_2.2.5");
-NSEM_PIN(pthread_detach, "GLIBC_2.2.5");
-NSEM_PIN(pthread_join, "GLIBC_2.2.5");
-NSEM_PIN(pthread_condattr_setclock, "GLIBC_2.3.3");
-NSEM_PIN(dlsym, "GLIBC_2.2.5");
+NSEM_PIN(sem_open, NSEM_OLDEST);
+NSEM_PIN(sem_close, NSEM_OLDEST);
+NSEM_PIN(sem_unlink, NSEM_OLDEST);
+NSEM_PIN(sem_post, NSEM_OLDEST);
+NSEM_PIN(sem_wait, NSEM_OLDEST);
+NSEM_PIN(sem_trywait, NSEM_OLDEST);
+NSEM_PIN(sem_timedwait, NSEM_OLDEST);
+NSEM_PIN(sem_getvalue, NSEM_OLDEST);
+NSEM_PIN(sem_init, NSEM_OLDEST);
+NSEM_PIN(sem_destroy, NSEM_OLDEST);
+NSEM_PIN(pthread_create, NSEM_OLDEST);
+NSEM_PIN(pthread_join, NSEM_OLDEST);
+NSEM_PIN(pthread_condattr_setclock, NSEM_OLDEST_SETCLOCK);
+NSEM_PIN(dlsym, NSEM_OLDEST);
 #undef NSEM_PIN
+#undef NSEM_OLDEST
+#undef NSEM_OLDEST_SETCLOCK
 #endif
 
 #endif

@@ -45,8 +45,14 @@ const fixture = (name) => path.join(__dirname, 'fixtures', name);
  * Rejects if it outlives timeoutMs (and kills it).
  */
 // Under AddressSanitizer (test/sanitize.sh) every process starts and runs
-// several times slower: the hang guards stretch with it.
-const slowdown = process.env.NAMED_SEMAPHORE_SANITIZE === '1' ? 4 : 1;
+// several times slower, and under qemu (test/arm64.sh, which sets
+// NAMED_SEMAPHORE_EMULATED) an emulated Node takes seconds to start: the hang
+// guards stretch with it.
+const emulator = process.env.NAMED_SEMAPHORE_EMULATED;
+const slowdown = process.env.NAMED_SEMAPHORE_SANITIZE === '1' ? 4 : emulator ? 10 : 1;
+
+/** A skip reason when running under an emulator (test/arm64.sh), else false. */
+const emulated = (why) => (emulator ? `cannot run under ${emulator}: ${why}` : false);
 
 function run(command, args, { timeoutMs = 60000, input, env } = {}) {
   timeoutMs *= slowdown;
@@ -152,4 +158,7 @@ module.exports = {
   readableCopy,
   noIoUringLauncher,
   probeIoUring,
+  slowdown,
+  emulator,
+  emulated,
 };

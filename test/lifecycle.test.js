@@ -7,7 +7,7 @@ const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const { NamedSemaphore } = require('..');
-const { uniqueName, run, runNode, fixture, sleep, until } = require('./helpers');
+const { uniqueName, run, runNode, fixture, sleep, until, slowdown } = require('./helpers');
 
 for (const when of ['sync', 'timer', 'settle']) {
   test(`process.exit() with five waits pending exits promptly with its code (${when})`, async () => {
@@ -17,7 +17,7 @@ for (const when of ['sync', 'timer', 'settle']) {
     const r = await runNode('lifecycle-exit.js', [name, 42, when], { timeoutMs: 5000 });
     assert.equal(r.signal, null, r.stderr);
     assert.equal(r.code, 42, r.stderr);
-    assert.ok(Date.now() - started < 5000);
+    assert.ok(Date.now() - started < 5000 * slowdown);
     // Its waits took nothing (in 'settle' one took the token it posted).
     assert.equal(sem.value, 0);
     sem.post();
@@ -52,13 +52,13 @@ test('a pending wait keeps the process alive until another process posts; then i
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
   try {
-    assert.ok(await until(() => stdout.includes('waiting'), 5000), `no 'waiting': ${stderr}`);
+    assert.ok(await until(() => stdout.includes('waiting'), 5000 * slowdown), `no 'waiting': ${stderr}`);
     await sleep(500);
     assert.equal(child.exitCode, null, 'the child exited with its wait pending');
     assert.equal(child.signalCode, null);
     assert.equal(stdout, 'waiting\n');
     sem.post();
-    const end = await Promise.race([exited, sleep(5000).then(() => 'still running')]);
+    const end = await Promise.race([exited, sleep(5000 * slowdown).then(() => 'still running')]);
     assert.deepEqual(end, { code: 0, signal: null }, stderr);
     assert.equal(stdout, 'waiting\nacquired\n');
     assert.equal(sem.value, 0);
@@ -75,7 +75,7 @@ for (const mode of ['unused', 'settled']) {
     const started = Date.now();
     const r = await runNode('lifecycle-wait.js', [name, mode], { timeoutMs: 5000 });
     assert.deepEqual({ code: r.code, signal: r.signal }, { code: 0, signal: null }, r.stderr);
-    assert.ok(Date.now() - started < 5000);
+    assert.ok(Date.now() - started < 5000 * slowdown);
     if (mode === 'settled') assert.equal(r.stdout.trim(), '[true,false,"AbortError",false]');
     assert.equal(sem.value, 0);
     sem.close();

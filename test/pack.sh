@@ -3,7 +3,7 @@
 #
 #  1. `npm pack` (its prepack compiles dist/ and the prebuild) in a copy of this
 #     checkout, so this checkout's build/ and prebuilds/ are left alone;
-#  2. the tarball holds dist/, the linux-x64 prebuild, binding.gyp and src/,
+#  2. the tarball holds dist/, the linux-x64 and linux-arm64 prebuilds, binding.gyp and src/,
 #     and no build/ or test/;
 #  3. installed with --ignore-scripts into an empty project, it loads from the
 #     prebuild alone: require() and ESM import, and its types compile;
@@ -50,7 +50,8 @@ begin "tarball contents"
 tar -tzf "$tgz" | sort >"$work/contents"
 for required in \
   package/package.json package/binding.gyp package/dist/index.js package/dist/index.d.ts \
-  package/dist/native.js package/prebuilds/linux-x64/named-semaphore.glibc.node; do
+  package/dist/native.js package/prebuilds/linux-x64/named-semaphore.glibc.node \
+  package/prebuilds/linux-arm64/named-semaphore.glibc.node; do
   grep -qx "$required" "$work/contents" || fail "the tarball lacks $required"
 done
 for f in "$src"/src/*; do
@@ -59,19 +60,19 @@ done
 if grep -E '^package/(build|test|node_modules|lib|bench|\.ci)/' "$work/contents"; then
   fail "the tarball holds files it should not (above)"
 fi
-if grep -E '^package/prebuilds/' "$work/contents" | grep -vx 'package/prebuilds/linux-x64/named-semaphore.glibc.node'; then
+if grep -E '^package/prebuilds/' "$work/contents" | grep -vxE 'package/prebuilds/linux-(x64|arm64)/named-semaphore.glibc.node'; then
   fail "the tarball holds unexpected prebuilds (above)"
 fi
-echo "$(wc -l <"$work/contents") files, including dist/, src/, binding.gyp, prebuilds/linux-x64/named-semaphore.glibc.node"
+echo "$(wc -l <"$work/contents") files, including dist/, src/, binding.gyp, prebuilds/linux-{x64,arm64}/named-semaphore.glibc.node"
 
-begin "the shipped prebuild's symbol versions"
+begin "the shipped prebuilds' symbol versions"
 mkdir "$work/unpacked"
 tar -C "$work/unpacked" -xzf "$tgz"
-if ! NAMED_SEMAPHORE_PREBUILD="$work/unpacked/package/prebuilds/linux-x64/named-semaphore.glibc.node" \
+if ! NAMED_SEMAPHORE_PREBUILDS="$work/unpacked/package/prebuilds" \
   node --test --test-name-pattern='^the prebuild' "$src/test/prebuild.test.js" >"$work/symbols.log" 2>&1 ||
-  ! grep -qx '# pass 3' "$work/symbols.log"; then
+  ! grep -qx '# pass 6' "$work/symbols.log"; then
   cat "$work/symbols.log" >&2
-  fail "test/prebuild.test.js failed on the shipped prebuild"
+  fail "test/prebuild.test.js failed on the shipped prebuilds"
 fi
 grep -E '^    ok .*the prebuild' "$work/symbols.log" | grep -v '# SKIP' | sed 's/^ *ok [0-9]* - /ok: /' || true
 

@@ -1,13 +1,17 @@
 'use strict';
-// The binaries a user gets: a prebuild made exactly as `npm run build:prebuild`
-// makes it (built fresh here, in a copy of the package), and build/Release.
+// The binaries a user gets: the prebuilds made exactly as `npm run build:prebuild`
+// makes them (built fresh here, in a copy of the package): linux-x64, and
+// linux-arm64 cross-built with Debian's g++-aarch64-linux-gnu; and build/Release.
 //  - they need nothing newer than glibc 2.28 / GLIBCXX_3.4.25 / CXXABI_1.3.11
 //    (the oldest runtimes Node 20 supports), so a prebuild made on a new
 //    distribution still loads on old ones;
 //  - a package with no binary at all fails with one clear message;
 //  - a package holding only dist/ and prebuilds/ loads the prebuild.
 //
-// NAMED_SEMAPHORE_PREBUILD=<file> checks that file instead of building one.
+// (test/arm64/ runs the arm64 one under qemu.)
+//
+// NAMED_SEMAPHORE_PREBUILDS=<folder> checks the prebuilds in that folder
+// (<folder>/linux-x64/..., <folder>/linux-arm64/...) instead of building them.
 // NAMED_SEMAPHORE_SANITIZE=1 (set by test/sanitize.sh): build/ holds an
 // ASan build, whose symbol versions are not checked.
 const { test, describe, before, after } = require('node:test');
@@ -21,7 +25,14 @@ const root = path.join(__dirname, '..');
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
 const platform = `${process.platform}-${process.arch}`;
 // prebuildify --napi --tag-libc names the file after the package.
-const prebuildRel = path.join('prebuilds', platform, `${pkg.name}.glibc.node`);
+const prebuildRelOf = (arch) => path.join('prebuilds', `linux-${arch}`, `${pkg.name}.glibc.node`);
+const prebuildRel = prebuildRelOf(process.arch);
+// The prebuilt architectures, with the objdump that reads each one's symbol
+// versions and the machine readelf -h names.
+const ARCHES = {
+  x64: { objdump: 'objdump', machine: 'Advanced Micro Devices X86-64' },
+  arm64: { objdump: 'aarch64-linux-gnu-objdump', machine: 'AArch64' },
+};
 const buildRel = path.join('build', 'Release', 'named_semaphore.node');
 const sanitize = process.env.NAMED_SEMAPHORE_SANITIZE === '1';
 
@@ -37,6 +48,7 @@ const ALLOWED_NEEDED = new Set([
   'libstdc++.so.6',
   'libgcc_s.so.1',
   'ld-linux-x86-64.so.2',
+  'ld-linux-aarch64.so.1',
 ]);
 
 const supported = process.platform === 'linux' && process.arch === 'x64';
@@ -86,9 +98,9 @@ function versionNeeds(file) {
 }
 
 /** Undefined dynamic symbols by version (objdump -T), for clear failures. */
-function symbolsByVersion(file) {
+function symbolsByVersion(file, arch) {
   const bySymbol = new Map();
-  for (const line of tool('objdump', ['-T', file]).split('\n')) {
+  for (const line of tool(ARCHES[arch].objdump, ['-T', file]).split('\n')) {
     const m = /\*UND\*\s+\S+\s+\(?([A-Za-z]+_[\w.]+)\)?\s+(\S+)\s*$/.exec(line);
     if (!m) continue;
     if (!bySymbol.has(m[1])) bySymbol.set(m[1], []);
@@ -104,7 +116,7 @@ function neededLibraries(file) {
 }
 
 /** Each needed version above its limit, with the symbols that need it. */
-function tooNew(file) {
+function tooNew(file, arch) {
   const needs = versionNeeds(file);
   assert.ok(needs.length > 0, `readelf found no version needs in ${file}`);
   assert.ok(
@@ -112,7 +124,7 @@ function tooNew(file) {
     `readelf found no GLIBC_ version needs in ${file}: ${needs.join(' ')}`,
   );
   // objdump must agree: every version a symbol uses is listed in the needs.
-  const symbols = symbolsByVersion(file);
+  const symbols = symbolsByVersion(file, arch);
   assert.ok(symbols.size > 0, `objdump -T found no versioned undefined symbols in ${file}`);
   for (const version of symbols.keys()) {
     if (/^(GLIBC|GLIBCXX|CXXABI)_/.test(version)) {
@@ -134,11 +146,11 @@ function tooNew(file) {
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nsem-prebuild-test-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-let prebuild; // the prebuild under test, or the reason there is none
+let prebuilds; // the prebuilds folder under test, or the reason there is none
 
-/** Makes a prebuild as `npm run build:prebuild` does, in a copy of the package. */
-function makePrebuild() {
-  if (process.env.NAMED_SEMAPHORE_PREBUILD) return path.resolve(process.env.NAMED_SEMAPHORE_PREBUILD);
+/** Makes the prebuilds as `npm run build:prebuild` does, in a copy of the package; returns their folder. */
+function makePrebuilds() {
+  if (process.env.NAMED_SEMAPHORE_PREBUILDS) return path.resolve(process.env.NAMED_SEMAPHORE_PREBUILDS);
   const dir = path.join(tmp, 'prebuildify');
   fs.mkdirSync(dir);
   for (const entry of ['src', 'binding.gyp', 'package.json']) {
@@ -155,9 +167,11 @@ function makePrebuild() {
   if (r.status !== 0) {
     throw new Error(`npm run build:prebuild failed (${r.error?.message ?? `status ${r.status}`}):\n${r.stdout}\n${r.stderr}`);
   }
-  const file = path.join(dir, prebuildRel);
-  assert.ok(fs.existsSync(file), `npm run build:prebuild made no ${prebuildRel}; it made: ${listPrebuilds(dir)}`);
-  return file;
+  for (const arch of Object.keys(ARCHES)) {
+    const rel = prebuildRelOf(arch);
+    assert.ok(fs.existsSync(path.join(dir, rel)), `npm run build:prebuild made no ${rel}; it made: ${listPrebuilds(dir)}`);
+  }
+  return path.join(dir, 'prebuilds');
 }
 
 function listPrebuilds(dir) {
@@ -195,46 +209,52 @@ function runNode(args) {
   return spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 60000, env: process.env });
 }
 
-describe('prebuild', { skip: !supported && `prebuilds are made for linux-x64 only, this is ${platform}` }, () => {
+describe('prebuild', { skip: !supported && `prebuilds are made on linux-x64 (arm64 cross-built there), this is ${platform}` }, () => {
   before(() => {
     try {
-      prebuild = makePrebuild();
+      prebuilds = makePrebuilds();
     } catch (err) {
-      prebuild = err;
+      prebuilds = err;
     }
   });
 
-  const needPrebuild = () => {
-    if (prebuild instanceof Error) throw prebuild;
-    return prebuild;
+  const needPrebuild = (arch) => {
+    if (prebuilds instanceof Error) throw prebuilds;
+    return path.join(prebuilds, path.relative('prebuilds', prebuildRelOf(arch)));
   };
 
-  test(`the prebuild is ${prebuildRel}, stripped`, () => {
-    const file = needPrebuild();
-    assert.ok(fs.statSync(file).size > 0);
-    if (!hasBinutils) return;
-    const sections = tool('readelf', ['-S', '--wide', file]);
-    assert.doesNotMatch(sections, /\s\.symtab\s/, 'the prebuild still has a .symtab: --strip did not run');
-    assert.match(sections, /\s\.dynsym\s/);
-  });
+  for (const [arch, { objdump, machine }] of Object.entries(ARCHES)) {
+    const noTools = (!hasBinutils && 'readelf/objdump (binutils) not installed') ||
+      (!hasTool(objdump) && `${objdump} not installed (apt-get install binutils-aarch64-linux-gnu)`);
 
-  test(
-    'the prebuild needs no GLIBC above 2.28, GLIBCXX above 3.4.25, CXXABI above 1.3.11',
-    { skip: !hasBinutils && 'readelf/objdump (binutils) not installed' },
-    () => {
-      const file = needPrebuild();
-      assert.deepEqual(tooNew(file), [], `${file} needs symbol versions that are too new`);
-    },
-  );
+    test(`the prebuild for linux-${arch} is ${prebuildRelOf(arch)}, for ${machine}, stripped`, () => {
+      const file = needPrebuild(arch);
+      assert.ok(fs.statSync(file).size > 0);
+      if (!hasBinutils) return;
+      assert.match(tool('readelf', ['-h', file]), new RegExp(`Machine:\\s+${machine}\\n`));
+      const sections = tool('readelf', ['-S', '--wide', file]);
+      assert.doesNotMatch(sections, /\s\.symtab\s/, 'the prebuild still has a .symtab: --strip did not run');
+      assert.match(sections, /\s\.dynsym\s/);
+    });
 
-  test('the prebuild links only the C and C++ runtimes', { skip: !hasBinutils && 'binutils not installed' }, () => {
-    const needed = neededLibraries(needPrebuild());
-    assert.deepEqual(
-      needed.filter((lib) => !ALLOWED_NEEDED.has(lib)),
-      [],
-      `unexpected NEEDED libraries: ${needed.join(', ')}`,
+    test(
+      `the prebuild for linux-${arch} needs no GLIBC above 2.28, GLIBCXX above 3.4.25, CXXABI above 1.3.11`,
+      { skip: noTools },
+      () => {
+        const file = needPrebuild(arch);
+        assert.deepEqual(tooNew(file, arch), [], `${file} needs symbol versions that are too new`);
+      },
     );
-  });
+
+    test(`the prebuild for linux-${arch} links only the C and C++ runtimes`, { skip: noTools }, () => {
+      const needed = neededLibraries(needPrebuild(arch));
+      assert.deepEqual(
+        needed.filter((lib) => !ALLOWED_NEEDED.has(lib)),
+        [],
+        `unexpected NEEDED libraries: ${needed.join(', ')}`,
+      );
+    });
+  }
 
   test(
     `${buildRel} needs no symbol versions above the same limits`,
@@ -246,12 +266,12 @@ describe('prebuild', { skip: !supported && `prebuilds are made for linux-x64 onl
     },
     () => {
       const file = path.join(root, buildRel);
-      assert.deepEqual(tooNew(file), [], `${file} needs symbol versions that are too new`);
+      assert.deepEqual(tooNew(file, process.arch), [], `${file} needs symbol versions that are too new`);
     },
   );
 
   test('a fresh process loads the prebuild through node-gyp-build when there is no build/', () => {
-    const dir = packageFolder('with-prebuild', needPrebuild());
+    const dir = packageFolder('with-prebuild', needPrebuild(process.arch));
     const expected = path.join(dir, prebuildRel);
     const script = `
       const fs = require('node:fs');

@@ -9,7 +9,7 @@ const assert = require('node:assert/strict');
 const { Worker } = require('node:worker_threads');
 const { once } = require('node:events');
 const { NamedSemaphore } = require('..');
-const { uniqueName, fixture, sleep, until, threadCount, waiterCount } = require('./helpers');
+const { uniqueName, fixture, sleep, until, threadCount, waiterCount, slowdown } = require('./helpers');
 const { mix } = require('./fixtures/worker-mix.js');
 
 // A worker whose exit is recorded from the start. Listening for 'exit' only
@@ -37,7 +37,7 @@ function inbox(worker) {
     else queue.push(m);
   });
   return {
-    next(match = () => true, ms = 10000) {
+    next(match = () => true, ms = 10000 * slowdown) {
       const i = queue.findIndex(match);
       if (i >= 0) return Promise.resolve(queue.splice(i, 1)[0]);
       return new Promise((resolve, reject) => {
@@ -68,7 +68,7 @@ test('the addon loads in 4 workers at once plus the main thread; posts and waits
     Promise.all([mix(name, rounds), ...boxes.map((b) => b.next((m) => typeof m === 'object', 60000))]),
     ...errors,
   ]);
-  const codes = await Promise.all(workers.map((w) => exitWithin(w, 5000)));
+  const codes = await Promise.all(workers.map((w) => exitWithin(w, 5000 * slowdown)));
   assert.deepEqual(codes, [0, 0, 0, 0], 'every worker ends by itself once its handle is closed');
   const posts = results.reduce((n, r) => n + r.posts, 0);
   const takes = results.reduce((n, r) => n + r.takes, 0);
