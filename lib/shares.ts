@@ -4,19 +4,28 @@
 // A gauge '/busy' is:
 //   /busy~gauge                     generation: its value changes whenever a
 //                                   share is added or removed
-//   /busy~<pid>.<starttime>.<nonce> one share per Gauge object, written only
-//                                   by that object; the gauge's value is their sum
+//   /busy~<pidns>.<pid>.<starttime>.<nonce>
+//                                   one share per Gauge object, written only
+//                                   by that object; the gauge's value is their sum.
+//                                   pidns: the inode of the owner's PID namespace,
+//                                   the only one where its pid means anything
+//
+// /dev/shm is world-writable: an entry with such a name may be anything, made
+// by anyone. Whether it is a share is judged natively, on what is opened
+// (binding.shareKind, src/share_sum.h), never by its name alone.
 import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 
 /** glibc keeps named semaphores here, as files named sem.NAME. */
 export const SHM_DIR = '/dev/shm';
 const GENERATION_SUFFIX = '~gauge';
-const SHARE_PATTERN = /^~(\d+)\.(\d+)\.([0-9a-f]{8})$/;
+const SHARE_PATTERN = /^~(\d+)\.(\d+)\.(\d+)\.([0-9a-f]{8})$/;
 /** Bytes a gauge name must leave free for its share names. */
-export const SHARE_SUFFIX_BYTES = '~'.length + 7 + '.'.length + 20 + '.'.length + 8;
+export const SHARE_SUFFIX_BYTES = '~'.length + 10 + '.'.length + 7 + '.'.length + 20 + '.'.length + 8;
 
 export interface ProcessIdentity {
+  /** Inode of the PID namespace the pid belongs to. */
+  pidns: string;
   pid: number;
   /** Start time in clock ticks since boot: tells a reused PID apart. */
   startTime: string;
@@ -39,7 +48,7 @@ export function isGauge(name: string): boolean {
 
 /** A fresh share name for this process. */
 export function newShareName(gauge: string, self: ProcessIdentity): string {
-  return `${gauge}~${self.pid}.${self.startTime}.${randomBytes(4).toString('hex')}`;
+  return `${gauge}~${self.pidns}.${self.pid}.${self.startTime}.${randomBytes(4).toString('hex')}`;
 }
 
 /** The gauge whose generation semaphore this file is, or null. */
@@ -56,7 +65,7 @@ export function parseShareFile(file: string): { gauge: string; share: ShareInfo 
   const m = SHARE_PATTERN.exec(file.slice(tilde));
   if (m === null) return null;
   const gauge = '/' + file.slice(4, tilde);
-  return { gauge, share: { name: '/' + file.slice(4), pid: Number(m[1]), startTime: m[2] } };
+  return { gauge, share: { name: '/' + file.slice(4), pidns: m[1], pid: Number(m[2]), startTime: m[3] } };
 }
 
 /** The shares of one gauge, as found in /dev/shm now. */
@@ -69,8 +78,11 @@ export function listShares(gauge: string, files: string[] = fs.readdirSync(SHM_D
   return shares;
 }
 
-/** pid and start time of a live process, or null if it is gone or a zombie. */
-export function processIdentity(pid: number): ProcessIdentity | null {
+/**
+ * pid and start time of a live process as /proc shows it: null if /proc
+ * has no such process (gone, or hidden from us) or it is a zombie.
+ */
+function procIdentity(pid: number, pidns: string): ProcessIdentity | null | 'zombie' {
   let stat: string;
   try {
     stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
@@ -80,26 +92,49 @@ export function processIdentity(pid: number): ProcessIdentity | null {
   // Fields after the command name, which may itself hold spaces and ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const state = fields[0];
-  if (state === 'Z' || state === 'X') return null; // dead, not yet waited for
-  return { pid, startTime: fields[19] };
+  if (state === 'Z' || state === 'X') return 'zombie'; // dead, not yet waited for
+  return { pidns, pid, startTime: fields[19] };
 }
 
 let self: ProcessIdentity | undefined;
 
+/**
+ * This process's identity, read from /proc/<pid>/..., as other processes read
+ * it (not /proc/self, which qemu-user fakes). Where there is no /proc, the
+ * error (ENOENT, with its code) says why gauges cannot work here.
+ */
 export function selfIdentity(): ProcessIdentity {
   if (self === undefined) {
-    // Read without processIdentity's catch: where there is no /proc, the
-    // error (ENOENT, with its code) says why gauges cannot work here.
-    fs.readFileSync(`/proc/${process.pid}/stat`, 'latin1');
-    self = processIdentity(process.pid)!;
+    const pidns = String(fs.statSync(`/proc/${process.pid}/ns/pid`).ino);
+    const me = procIdentity(process.pid, pidns);
+    if (me === null || me === 'zombie') {
+      // /proc belongs to another PID namespace than ours (unshare --pid without --mount-proc).
+      throw Object.assign(new Error(`named-semaphore: /proc/${process.pid} is not this process: mount a /proc of this PID namespace`), {
+        code: 'ENOENT',
+      });
+    }
+    self = me;
   }
   return self;
 }
 
-/** Whether the process that made this share still runs. */
+/**
+ * Whether the process that made this share may still run. Only shares of our
+ * own PID namespace are judged (another namespace's pids mean nothing here);
+ * a process that /proc hides from us is not a dead one: kill(pid, 0)
+ * answering EPERM means it exists.
+ */
 export function isOwnerAlive(share: ProcessIdentity): boolean {
-  const now = processIdentity(share.pid);
-  return now !== null && now.startTime === share.startTime;
+  if (share.pidns !== selfIdentity().pidns) return true;
+  const now = procIdentity(share.pid, share.pidns);
+  if (now === 'zombie') return false;
+  if (now !== null) return now.startTime === share.startTime;
+  try {
+    process.kill(share.pid, 0);
+    return true; // exists, yet /proc will not show it: cannot prove it dead
+  } catch (error) {
+    return (error as { code?: string }).code === 'EPERM';
+  }
 }
 
 /** Sets the exact permission bits of a semaphore this process created (sem_open applies the umask). */

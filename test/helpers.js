@@ -33,6 +33,9 @@ function leftovers() {
   return fs.readdirSync('/dev/shm').filter((f) => f.startsWith(prefix));
 }
 
+/** This process's PID namespace, as share names carry it. */
+const PIDNS = String(fs.statSync(`/proc/${process.pid}/ns/pid`).ino);
+
 const fixture = (name) => path.join(__dirname, 'fixtures', name);
 
 /**
@@ -96,4 +99,4 @@ function waiterCount(name) {
   return Number(fs.readFileSync(`/dev/shm/sem.${name.slice(1)}`).readBigUInt64LE(0) >> 32n);
 }
 
-module.exports = { uniqueName, leftovers, fixture, run, runNode, sleep, until, threadCount, waiterCount };
+module.exports = { PIDNS, uniqueName, leftovers, fixture, run, runNode, sleep, until, threadCount, waiterCount };
