@@ -212,16 +212,34 @@ export class Gauge {
   constructor(name: string, options?: GaugeOptions) {
     this.name = gaugeName(name);
     const mode = validate.mode(validate.options<GaugeOptions>(options).mode);
-    this.#generation = openGeneration(this.name, mode);
-    reapShares(this.name, this.#generation);
-    const { handle: share, name: shareName } = createShare(this.name, mode);
     this.#mode = mode;
-    this.#shareName = shareName;
-    this.#share = share;
-    this.#shareId = share.id;
-    bump(this.#generation);
-    this.#sum = openSum(this.name);
-    this.#sumId = this.#sum.id;
+    // Another process may unlink the gauge (Gauge.unlink) at any moment of
+    // this: then the sum finds no generation, and all starts again.
+    for (;;) {
+      const generation = openGeneration(this.name, mode);
+      reapShares(this.name, generation);
+      const { handle: share, name: shareName } = createShare(this.name, mode);
+      bump(generation);
+      const sum = binding.openSum(shares.generationName(this.name));
+      if (sum === ENOENT) {
+        binding.close(share.id); // drains and unlinks it
+        binding.close(generation.id);
+        continue;
+      }
+      if (typeof sum === 'number') {
+        binding.close(share.id);
+        binding.close(generation.id);
+        openSum(this.name); // throws the error it meets
+        continue;
+      }
+      this.#generation = generation;
+      this.#shareName = shareName;
+      this.#share = share;
+      this.#shareId = share.id;
+      this.#sum = sum;
+      this.#sumId = this.#sum.id;
+      break;
+    }
     openGauges.add(this);
     closeAllOnExit();
   }

@@ -41,9 +41,14 @@ export function generationName(gauge: string): string {
   return gauge + GENERATION_SUFFIX;
 }
 
-/** Whether `name` is a gauge: it has a generation semaphore. */
+/** Whether `name` is a gauge: something is where its generation semaphore goes (a gauge's, or one planted). */
 export function isGauge(name: string): boolean {
-  return fs.existsSync(semaphorePath(generationName(name)));
+  try {
+    fs.lstatSync(semaphorePath(generationName(name)));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A fresh share name for this process. */
