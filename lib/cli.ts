@@ -265,7 +265,8 @@ function listAll(): Entry[] {
       : (): number => list.reduce((sum, share) => sum + semaphoreValue(share.name), 0));
     if (e === null) continue;
     e.shares = list.length;
-    e.deadShares = list.filter((share) => !shares.isOwnerAlive(share)).length;
+    const isOwnerAlive = shares.ownerJudge();
+    e.deadShares = list.filter((share) => !isOwnerAlive(share)).length;
     entries.push(e);
   }
   return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

@@ -169,8 +169,9 @@ function bump(generation: NativeHandle): void {
 function reapShares(gauge: string, generation: NativeHandle): number {
   const generationName = shares.generationName(gauge);
   let removed = 0;
+  const isOwnerAlive = shares.ownerJudge();
   for (const share of shares.listShares(gauge)) {
-    if (shares.isOwnerAlive(share)) continue;
+    if (isOwnerAlive(share)) continue;
     const taken = binding.reapShare(generationName, share.name);
     if (taken < 0) continue; // no share, or another reaper was first
     removed += taken;

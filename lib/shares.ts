@@ -123,23 +123,68 @@ export function selfIdentity(): ProcessIdentity {
   return self;
 }
 
+/** PROC_PID_INIT_INO: the host's PID namespace, whose /proc shows every process of every namespace. */
+const INIT_PIDNS = '4026531836';
+
 /**
- * Whether the process that made this share may still run. Only shares of our
- * own PID namespace are judged (another namespace's pids mean nothing here);
- * a process that /proc hides from us is not a dead one: kill(pid, 0)
- * answering EPERM means it exists.
+ * Processes of other PID namespaces that /proc shows us (namespaces nested
+ * in ours): the namespaces seen, and "<pidns>.<pid there>" -> start time.
  */
-export function isOwnerAlive(share: ProcessIdentity): boolean {
-  if (share.pidns !== selfIdentity().pidns) return true;
-  const now = procIdentity(share.pid, share.pidns);
-  if (now === 'zombie') return false;
-  if (now !== null) return now.startTime === share.startTime;
-  try {
-    process.kill(share.pid, 0);
-    return true; // exists, yet /proc will not show it: cannot prove it dead
-  } catch (error) {
-    return (error as { code?: string }).code === 'EPERM';
+function nestedProcesses(own: string): { namespaces: Set<string>; starts: Map<string, string> } {
+  const namespaces = new Set<string>();
+  const starts = new Map<string, string>();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const ns = String(fs.statSync(`/proc/${entry}/ns/pid`).ino);
+      if (ns === own) continue;
+      // NSpid: its pid in each namespace from ours inward; the last is its own namespace's.
+      const nspid = /^NSpid:\s+(.*)$/m.exec(fs.readFileSync(`/proc/${entry}/status`, 'latin1'))![1].trim().split(/\s+/);
+      const me = procIdentity(Number(entry), ns);
+      namespaces.add(ns);
+      if (me !== null && me !== 'zombie') starts.set(`${ns}.${nspid[nspid.length - 1]}`, me.startTime);
+    } catch {
+      // gone meanwhile, or not ours to look at
+    }
   }
+  return { namespaces, starts };
+}
+
+/**
+ * A judge of whether the process that made a share may still run; made once
+ * per reap (it may read all of /proc once). Judges only what it can prove:
+ *  - in our own PID namespace, by pid and start time; a process that /proc
+ *    hides from us is not a dead one: kill(pid, 0) answering EPERM means it exists;
+ *  - in a namespace nested in ours whose processes /proc shows us, the same,
+ *    through each process's NSpid;
+ *  - a namespace with no process left is dead only where we see every
+ *    process: root in the host's PID namespace. Anywhere else another
+ *    namespace (a sibling container) may simply be invisible: alive.
+ */
+export function ownerJudge(): (share: ProcessIdentity) => boolean {
+  const self = selfIdentity();
+  let nested: ReturnType<typeof nestedProcesses> | undefined;
+  return (share) => {
+    if (share.pidns !== self.pidns) {
+      nested ??= nestedProcesses(self.pidns);
+      if (nested.namespaces.has(share.pidns)) return nested.starts.get(`${share.pidns}.${share.pid}`) === share.startTime;
+      return !(self.pidns === INIT_PIDNS && process.geteuid!() === 0);
+    }
+    const now = procIdentity(share.pid, share.pidns);
+    if (now === 'zombie') return false;
+    if (now !== null) return now.startTime === share.startTime;
+    try {
+      process.kill(share.pid, 0);
+      return true; // exists, yet /proc will not show it: cannot prove it dead
+    } catch (error) {
+      return (error as { code?: string }).code === 'EPERM';
+    }
+  };
+}
+
+/** Whether the process that made this share may still run (see ownerJudge). */
+export function isOwnerAlive(share: ProcessIdentity): boolean {
+  return ownerJudge()(share);
 }
 
 /** Sets the exact permission bits of a semaphore this process created (sem_open applies the umask). */

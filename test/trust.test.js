@@ -12,6 +12,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { Gauge, NamedSemaphore } = require('..');
+const { reapGauge } = require('../dist/gauge');
 const { PIDNS, uniqueName, run, sleep } = require('./helpers');
 
 const root = path.join(__dirname, '..');
@@ -451,9 +452,9 @@ test('hidepid=invisible: a user who cannot see the owner of a share does not rea
   }
 });
 
-test('two PID namespaces sharing /dev/shm (unshare --pid --fork --mount-proc): each is pid 1, neither reaps the other, the host reads the exact total', { skip: !isRoot && 'needs root for unshare', timeout: 120000 * slowdown }, async () => {
+test('two PID namespaces sharing /dev/shm (unshare --pid --fork --mount-proc): each is pid 1, neither reaps the other, the host reads the exact total; after one crashes, root in the host namespace reaps exactly its share', { skip: !isRoot && 'needs root for unshare', timeout: 120000 * slowdown }, async () => {
   const name = uniqueName('pidns');
-  const wrap = ['unshare', '--pid', '--fork', '--mount-proc'];
+  const wrap = ['unshare', '--pid', '--fork', '--mount-proc', '--kill-child=SIGKILL'];
   const one = child(HOLDER(name, 1), { wrap });
   const two = child(HOLDER(name, 2), { wrap });
   try {
@@ -473,6 +474,17 @@ test('two PID namespaces sharing /dev/shm (unshare --pid --fork --mount-proc): e
       host.close();
     }
     assert.equal(Gauge.read(name), 3);
+    // One namespace crashes: its pid 1 is SIGKILLed, the namespace ends. The
+    // other cannot judge it; root in the host's namespace, which sees every
+    // process, can: it reaps exactly that share.
+    one.proc.kill('SIGKILL');
+    await one.exited;
+    two.send('reap');
+    assert.equal(await two.next(), '0');
+    assert.equal(reapGauge(name), 1, 'reaps the crashed namespace exactly');
+    assert.equal(Gauge.read(name), 2);
+    two.send('value');
+    assert.equal(await two.next(), '2');
   } finally {
     await one.end();
     await two.end();
