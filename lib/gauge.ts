@@ -126,20 +126,23 @@ function createShare(gauge: string, mode: number): { handle: NativeHandle; name:
   }
 }
 
-/** Lists the shares again and points the sum at them. */
-function refresh(sumId: number, gauge: string): void {
+/** Lists the shares again and points the sum at them; returns their names. */
+function refresh(sumId: number, gauge: string): string[] {
   const generation = binding.sumGeneration(sumId); // read before listing, so no change is missed
   if (generation < 0) throw new SemaphoreError(-generation, 'sem_getvalue', gauge);
   const names = shares.listShares(gauge).map((s) => s.name);
   check(binding.sumReset(sumId, generation, names), 'sem_open', gauge);
+  return names;
 }
 
-function readSum(sumId: number, gauge: string): number {
+/** The total; `listed`, if given, sees the share names whenever they are listed again. */
+function readSum(sumId: number, gauge: string, listed?: (names: string[]) => void): number {
   for (;;) {
     const total = sumHot(sumId);
     if (total >= 0) return total;
     if (total !== -errno.ESTALE) throw new SemaphoreError(-total, 'sem_getvalue', gauge);
-    refresh(sumId, gauge);
+    const names = refresh(sumId, gauge);
+    listed?.(names);
   }
 }
 
@@ -282,7 +285,7 @@ export class Gauge {
   /** The total over every process on the host. */
   get value(): number {
     this.#open();
-    return readSum(this.#sumId, this.name);
+    return readSum(this.#sumId, this.name, this.#checkOwn);
   }
 
   /** Adds `count` (default 1) for this object. Never blocks. */
@@ -309,7 +312,7 @@ export class Gauge {
     this.#local++;
     if (total !== undefined) return total;
     try {
-      return readSum(this.#sumId, this.name); // the shares changed: list them again
+      return readSum(this.#sumId, this.name, this.#checkOwn); // the shares changed: list them again
     } catch (error) {
       this.acquire();
       throw error;
@@ -334,8 +337,13 @@ export class Gauge {
     this.#local -= n;
   }
 
+  /** After a listing: our share missing from it was removed under us (a reap, an rm). */
+  readonly #checkOwn = (names: string[]): void => {
+    if (this.#share !== null && !names.includes(this.#shareName)) this.#shareLost();
+  };
+
   /**
-   * Our share was emptied under us: the total lacks what we hold. Never
+   * Our share was emptied or removed under us: the total lacks what we hold. Never
    * negative and never a throw into the caller (a request must be served):
    * warn once, and heal by moving what we still hold into a new share.
    */

@@ -13,7 +13,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { Gauge, NamedSemaphore } = require('..');
 const { reapGauge } = require('../dist/gauge');
-const { PIDNS, uniqueName, run, sleep } = require('./helpers');
+const { PIDNS, uniqueName, run, sleep, until } = require('./helpers');
 
 const root = path.join(__dirname, '..');
 const isRoot = process.getuid() === 0;
@@ -590,5 +590,89 @@ test('metricsText escapes every name in every branch: gauge, semaphore, missing,
     removeGauge(gauge);
     NamedSemaphore.unlink(sem);
     fs.rmSync(shm(foreign + '~gauge'), { force: true });
+  }
+});
+
+test('busyMiddleware and the fastify plugin never throw because of the gauge: a share reaped or removed under its owner, a planted generation; one warning each, requests served, the count never negative and healed', { timeout: 120000 * slowdown }, async () => {
+  const name = uniqueName('srv');
+  const planted = uniqueName('srv-planted');
+  fs.symlinkSync('/nonexistent', shm(planted + '~gauge'));
+  const server = child(`
+    const http = require('http');
+    const { busyMiddleware } = require(${JSON.stringify(path.join(copy ?? root, 'dist', 'http.js'))});
+    const { busyPlugin } = require(${JSON.stringify(path.join(copy ?? root, 'dist', 'fastify.js'))});
+    const fastify = require(${JSON.stringify(require.resolve('fastify'))})();
+    process.on('warning', (w) => console.log('warning ' + w.code));
+    const holds = [];
+    const handle = (req, res) => {
+      if (req.url === '/hold') holds.push(() => res.end('held ' + req.busy));
+      else if (req.url === '/release') { holds.splice(0).forEach((f) => f()); res.end('released'); }
+      else res.end('busy ' + req.busy);
+    };
+    const counted = busyMiddleware(new lib.Gauge(${JSON.stringify(name)}));
+    const plantedMw = busyMiddleware(${JSON.stringify(planted)});
+    const plain = http.createServer((req, res) => {
+      if (req.url.startsWith('/planted')) { plantedMw(req, res); return res.end('served ' + req.busy); }
+      counted(req, res, () => handle(req, res));
+    });
+    fastify.register(busyPlugin, { gauge: new lib.Gauge(${JSON.stringify(name)}) });
+    fastify.get('/*', (request, reply) => {
+      if (request.url === '/hold') return new Promise((resolve) => holds.push(() => resolve('held ' + request.busy)));
+      return 'busy ' + request.busy;
+    });
+    plain.listen(0, '127.0.0.1', async () => {
+      await fastify.listen({ port: 0, host: '127.0.0.1' });
+      console.log(plain.address().port + ' ' + fastify.server.address().port);
+    });`);
+  const get = async (port, p) => {
+    const res = await fetch(`http://127.0.0.1:${port}${p}`);
+    return { status: res.status, body: await res.text() };
+  };
+  const sharesOfServer = () => fs.readdirSync('/dev/shm').filter((f) => f.startsWith(shm(name).slice(9) + '~') && f.includes(`.${server.proc.pid}.`) && !f.endsWith('~gauge'));
+  try {
+    const [plainPort, fastifyPort] = (await server.next()).split(' ').map(Number);
+    for (const port of [plainPort, fastifyPort]) {
+      // A foreign reap (say, from a namespace that judged the server dead) empties and removes its shares mid-request.
+      const held = get(port, '/hold');
+      await until(() => Gauge.read(name) === 1);
+      const { binding } = require('../dist/native');
+      for (const f of sharesOfServer()) binding.reapShare(name + '~gauge', '/' + f.slice(4));
+      assert.equal(Gauge.read(name), 0);
+      assert.deepEqual(await get(plainPort, '/release'), { status: 200, body: 'released' });
+      assert.match((await held).body, /^held 1$/);
+      assert.equal(Gauge.read(name), 0, 'never negative');
+      const [a, b] = [get(port, '/hold'), get(port, '/hold')];
+      await until(() => Gauge.read(name) === 2);
+      assert.equal(Gauge.read(name), 2, 'healed: new requests are counted again');
+      await get(plainPort, '/release');
+      await Promise.all([a, b]);
+      await until(() => Gauge.read(name) === 0);
+      assert.equal(Gauge.read(name), 0);
+    }
+    // An admin's rm of the shares: the count reads low, never negative; requests served.
+    const held = get(plainPort, '/hold');
+    await until(() => Gauge.read(name) === 1);
+    for (const f of sharesOfServer()) fs.unlinkSync('/dev/shm/' + f);
+    assert.equal(Gauge.read(name) >= 0, true);
+    await get(plainPort, '/release');
+    assert.equal((await held).status, 200);
+    assert.deepEqual(await get(plainPort, '/x'), { status: 200, body: 'busy 1' });
+    // A gauge that cannot be opened at all (its generation planted): served, not counted.
+    for (let i = 0; i < 3; i++) assert.deepEqual(await get(plainPort, '/planted'), { status: 200, body: 'served undefined' });
+    assert.equal(server.proc.exitCode, null, 'the server lives');
+    const warnings = [];
+    server.send('');
+    await sleep(100);
+    for (;;) {
+      const line = await Promise.race([server.next(1000).catch(() => null)]);
+      if (line === null) break;
+      warnings.push(line);
+    }
+    assert.deepEqual(warnings.sort(), ['warning NAMED_SEMAPHORE_COUNT_FAILED', 'warning NAMED_SEMAPHORE_SHARE_LOST'], server.stderr());
+  } finally {
+    server.proc.kill('SIGKILL');
+    await server.exited;
+    fs.rmSync(shm(planted + '~gauge'), { force: true });
+    removeGauge(name);
   }
 });
