@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,10 +17,14 @@ namespace nsem {
 
 namespace {
 
-// The file of semaphore `name`, found as glibc's sem_open finds it.
-void PathOf(const char* name, char (*path)[sizeof "/dev/shm/sem." + NAME_MAX]) {
+// The file of semaphore `name`, found as glibc's sem_open finds it: 0, or
+// the errno sem_open gives such a name (EINVAL: empty or an inner '/').
+int PathOf(const char* name, char (*path)[sizeof "/dev/shm/sem." + NAME_MAX]) {
   while (*name == '/') name++;
+  if (*name == '\0' || strchr(name, '/') != nullptr) return EINVAL;
+  if (strlen(name) + sizeof "sem." - 1 > NAME_MAX) return ENAMETOOLONG;
   snprintf(*path, sizeof *path, "/dev/shm/sem.%s", name);
+  return 0;
 }
 
 // statx, not stat or fstat: glibc 2.28 has it, where those symbols are 2.33.
@@ -52,9 +57,9 @@ ShareKind Judge(const struct statx& st, const Trust& t) {
 
 int TrustOf(const char* generation_name, Trust* out) {
   char path[sizeof "/dev/shm/sem." + NAME_MAX];
-  PathOf(generation_name, &path);
+  int err = PathOf(generation_name, &path);
   struct statx st;
-  int err = StatOf(AT_FDCWD, path, 0, &st);
+  if (err == 0) err = StatOf(AT_FDCWD, path, 0, &st);
   if (err != 0) return err;
   if (!S_ISREG(st.stx_mode)) return EINVAL;
   out->known = true;
@@ -66,16 +71,15 @@ int TrustOf(const char* generation_name, Trust* out) {
 
 ShareKind KindOf(const char* name, const Trust& trust) {
   char path[sizeof "/dev/shm/sem." + NAME_MAX];
-  PathOf(name, &path);
   struct statx st;
-  if (StatOf(AT_FDCWD, path, 0, &st) != 0) return kGone;
+  if (PathOf(name, &path) != 0 || StatOf(AT_FDCWD, path, 0, &st) != 0) return kGone;
   return Judge(st, trust);
 }
 
 int OpenShare(const char* name, const Trust& trust, bool writable, sem_t** out, ShareKind* kind) {
   char path[sizeof "/dev/shm/sem." + NAME_MAX];
-  PathOf(name, &path);
   *out = nullptr;
+  if (int err = PathOf(name, &path)) return err;  // as sem_open refuses such a name
   // O_NONBLOCK: a FIFO opens at once (and is then refused), O_NOFOLLOW: a
   // symlink fails with ELOOP; what was opened is judged, not the name.
   int fd =
@@ -110,7 +114,7 @@ void CloseShare(sem_t* share) { munmap(share, sizeof(sem_t)); }
 
 int CreateWhole(const char* name, unsigned mode, unsigned value, int gid) {
   char path[sizeof "/dev/shm/sem." + NAME_MAX];
-  PathOf(name, &path);
+  if (int err = PathOf(name, &path)) return err;
   int fd = open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) return errno;
   sem_t sem;
