@@ -106,9 +106,29 @@ function userName(uid: number): string {
   return passwd.get(uid) ?? String(uid);
 }
 
+/** The value of one semaphore, opened without creating it. */
+function semaphoreValue(name: string): number {
+  const sem = new (api().NamedSemaphore)(name, { create: false });
+  try {
+    return sem.value;
+  } finally {
+    sem.close();
+  }
+}
+
+/** An error's code, for a listing that goes on. */
+function errorCode(error: unknown): string {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === 'string' ? code : String((error as Error)?.message ?? error);
+}
+
+/** Entries in /dev/shm named like semaphores that are none a process could have made or we may read. */
+type OddKind = 'symlink' | 'directory' | 'fifo' | 'special' | 'short' | 'foreign' | 'unreadable';
+
 interface Entry {
+  /** The semaphore name, escaped (see displayName) where it is not printable UTF-8. */
   name: string;
-  kind: 'semaphore' | 'gauge';
+  kind: 'semaphore' | 'gauge' | OddKind;
   /** null when it could not be read (see error). */
   value: number | null;
   owner: string;
@@ -122,80 +142,132 @@ interface Entry {
   error?: string;
 }
 
-/** The value of one semaphore, opened without creating it. */
-function semaphoreValue(name: string): number {
-  const sem = new (api().NamedSemaphore)(name, { create: false });
-  try {
-    return sem.value;
-  } finally {
-    sem.close();
+/**
+ * A file name's bytes as text that is one line and says what they are:
+ * printable UTF-8 as is, a backslash doubled, anything else (control
+ * characters, newlines, bytes that are no UTF-8) as \xNN.
+ */
+export function displayName(bytes: Buffer): string {
+  let out = '';
+  const text = bytes.toString('utf8');
+  if (Buffer.from(text, 'utf8').equals(bytes)) {
+    for (const ch of text) {
+      const c = ch.codePointAt(0)!;
+      if (ch === '\\') out += '\\\\';
+      else if (c < 0x20 || c === 0x7f || (c >= 0x80 && c < 0xa0)) out += `\\x${c.toString(16).padStart(2, '0')}`;
+      else out += ch;
+    }
+    return out;
   }
+  for (const b of bytes) {
+    out += b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : b === 0x5c ? '\\\\' : `\\x${b.toString(16).padStart(2, '0')}`;
+  }
+  return out;
 }
 
-function errorCode(error: unknown): string {
-  const code = (error as { code?: unknown })?.code;
-  if (typeof code === 'string') return code;
-  throw error;
+/** What a file is, if it is no file a semaphore could be; null for a regular file long enough. */
+function oddKind(st: fs.Stats): OddKind | null {
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isDirectory()) return 'directory';
+  if (st.isFIFO()) return 'fifo';
+  if (!st.isFile()) return 'special';
+  return st.size < 32 ? 'short' : null;
 }
 
+/**
+ * Every entry of /dev/shm named like a semaphore. Never fails because of one
+ * entry: what is no semaphore or gauge of ours, or cannot be read, is listed
+ * with a kind (or an error) that says why.
+ */
 function listAll(): Entry[] {
-  const files = fs.readdirSync(shares.SHM_DIR);
+  const { binding, SHARE_KINDS } = require('./native') as typeof import('./native'); // eslint-disable-line @typescript-eslint/no-require-imports
+  const entries: Entry[] = [];
   const semaphores: string[] = [];
-  const gauges = new Set<string>();
+  const gauges = new Map<string, shares.ShareInfo[]>();
+  const files: string[] = [];
+  const entry = (name: string, kind: Entry['kind'], st: fs.Stats, value: number | null = null, error?: string): Entry => ({
+    name,
+    kind,
+    value,
+    owner: userName(st.uid),
+    uid: st.uid,
+    mode: (st.mode & 0o7777).toString(8).padStart(4, '0'),
+    ...(error === undefined ? {} : { error }),
+  });
+  const lstat = (file: Buffer | string): fs.Stats | null => {
+    try {
+      return fs.lstatSync(Buffer.concat([Buffer.from(shares.SHM_DIR + '/'), Buffer.from(file)]));
+    } catch {
+      return null; // removed meanwhile
+    }
+  };
+
+  for (const bytes of fs.readdirSync(shares.SHM_DIR, { encoding: 'buffer' })) {
+    if (bytes.length <= 4 || bytes.subarray(0, 4).toString('latin1') !== 'sem.') continue;
+    const st = lstat(bytes);
+    if (st === null) continue;
+    const file = bytes.toString('utf8');
+    const name = '/' + displayName(bytes.subarray(4));
+    const odd = oddKind(st);
+    if (odd !== null) {
+      entries.push(entry(name, odd, st));
+    } else if (!Buffer.from(file, 'utf8').equals(bytes)) {
+      entries.push(entry(name, 'unreadable', st, null, 'EILSEQ')); // no UTF-8: no API can name it
+    } else {
+      files.push(file);
+    }
+  }
   for (const file of files) {
-    const name = shares.semaphoreOfFile(file);
-    if (name === null) continue;
     const generationOf = shares.gaugeOfGenerationFile(file);
     const shareOf = shares.parseShareFile(file);
-    if (generationOf !== null) gauges.add(generationOf);
-    else if (shareOf !== null) gauges.add(shareOf.gauge); // a share whose generation is gone still shows
-    else semaphores.push(name);
+    if (generationOf !== null) {
+      if (!gauges.has(generationOf)) gauges.set(generationOf, []);
+    } else if (shareOf !== null) {
+      const kind = SHARE_KINDS[binding.shareKind(shares.generationName(shareOf.gauge), shareOf.share.name)];
+      if (kind === 'gone') continue;
+      if (kind !== 'share') {
+        const st = lstat(file);
+        if (st !== null) entries.push(entry('/' + displayName(Buffer.from(file.slice(4))), kind, st));
+        continue;
+      }
+      // A share whose generation is gone still shows, under its gauge.
+      const list = gauges.get(shareOf.gauge) ?? [];
+      list.push(shareOf.share);
+      gauges.set(shareOf.gauge, list);
+    } else {
+      semaphores.push(shares.semaphoreOfFile(file)!);
+    }
   }
 
-  const entries: Entry[] = [];
-  const describe = (name: string, kind: Entry['kind'], file: string, read: () => number): Entry | null => {
-    let stat: fs.Stats;
+  const read = (name: string, kind: 'semaphore' | 'gauge', file: string, value: () => number): Entry | null => {
+    const st = lstat(`sem.${file.slice(1)}`);
+    if (st === null) return null;
     try {
-      stat = fs.statSync(shares.semaphorePath(file));
-    } catch (error) {
-      if (hasCode(error, 'ENOENT')) return null; // removed meanwhile
-      throw error;
-    }
-    const entry: Entry = {
-      name,
-      kind,
-      value: null,
-      owner: userName(stat.uid),
-      uid: stat.uid,
-      mode: (stat.mode & 0o7777).toString(8).padStart(4, '0'),
-    };
-    try {
-      entry.value = read();
+      return entry(displayName(Buffer.from(name)), kind, st, value());
     } catch (error) {
       const code = errorCode(error);
       if (code === 'ENOENT') return null;
-      entry.error = code;
+      // A semaphore we may not open is listed as such; a gauge is known by its generation's name.
+      const unreadable = kind === 'semaphore' && (code === 'EACCES' || code === 'EPERM');
+      return entry(displayName(Buffer.from(name)), unreadable ? 'unreadable' : kind, st, null, code);
     }
-    return entry;
   };
-
   for (const name of semaphores) {
-    const entry = describe(name, 'semaphore', name, () => semaphoreValue(name));
-    if (entry !== null) entries.push(entry);
+    const e = read(name, 'semaphore', name, () => semaphoreValue(name));
+    if (e !== null) entries.push(e);
   }
-  for (const gauge of gauges) {
-    const list = shares.listShares(gauge, files);
+  for (const [gauge, list] of gauges) {
     const hasGeneration = files.includes(`sem.${shares.generationName(gauge).slice(1)}`);
     const file = hasGeneration ? shares.generationName(gauge) : list[0].name;
     // Without its generation (a race with unlink), the shares are summed one by one.
-    const read = hasGeneration
+    const e = read(gauge, 'gauge', file, hasGeneration
       ? (): number => api().Gauge.read(gauge)
-      : (): number => list.reduce((sum, share) => sum + semaphoreValue(share.name), 0);
-    const entry = describe(gauge, 'gauge', file, read);
-    if (entry === null) continue;
-    entry.shares = list.length;
-    entry.deadShares = list.filter((share) => !shares.isOwnerAlive(share)).length;
-    entries.push(entry);
+      : (): number => list.reduce((sum, share) => sum + semaphoreValue(share.name), 0));
+    if (e === null) continue;
+    e.shares = list.length;
+    const isOwnerAlive = shares.ownerJudge();
+    e.deadShares = list.filter((share) => !isOwnerAlive(share)).length;
+    entries.push(e);
   }
   return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
@@ -206,7 +278,7 @@ function table(entries: Entry[]): string {
   const rows = entries.map((e) => [
     e.name,
     e.kind,
-    e.value === null ? e.error! : String(e.value),
+    e.value === null ? (e.error ?? '-') : String(e.value),
     e.owner,
     e.mode,
     e.shares === undefined ? '-' : String(e.shares),
@@ -346,7 +418,12 @@ const commands: Record<string, Command> = {
     details: `Lists /dev/shm/sem.*: each semaphore, and each gauge once (its share and
 generation semaphores are not listed apart). VALUE is a gauge's total; SHARES
 counts a gauge's shares and DEAD those whose process is gone (see 'reap').
-A value this user may not read shows as its error code, e.g. EACCES.
+A value this user may not read shows as its error code, e.g. EACCES. Entries
+that are no semaphore a process made, or that this user may not read, are
+listed too, with a KIND that says why: symlink, directory, fifo, special,
+short (too short to be a semaphore), foreign (named like a gauge's share, but
+owned by a user the gauge's mode does not let write it), unreadable. Names
+that are not printable UTF-8 show escaped (\\xNN).
 
 Options:
   --json      an array of objects: name, kind, value, owner, uid, mode,

@@ -88,3 +88,23 @@ export function gaugeUnderflow(name: string, count: number, local: number): Code
     'ERR_GAUGE_UNDERFLOW',
   );
 }
+
+/**
+ * The gauge's generation semaphore is not one a process of this gauge made:
+ * not a regular file, too short, or another user's with a mode that does not
+ * share the gauge (see "Trust model" in the README).
+ */
+export function gaugeForeign(name: string, why: string): CodedError<Error> {
+  return coded(
+    new Error(`The gauge '${name}' cannot be used: ${why}. Remove that file (as its owner or root) or choose another name`),
+    'ERR_GAUGE_FOREIGN',
+  );
+}
+
+/** Reports a gauge failure once per process and code, as a warning: counting never takes a server down. */
+const warned = new Set<string>();
+export function warnOnce(code: string, message: string): void {
+  if (warned.has(code)) return;
+  warned.add(code);
+  process.emitWarning(`named-semaphore: ${message}`, { code });
+}

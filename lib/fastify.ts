@@ -42,11 +42,13 @@ export const busyPlugin: FastifyPluginCallback<BusyPluginOptions> = (fastify, op
   const counts = new WeakMap<FastifyRequest, CountedRequest>();
   fastify.decorateRequest('busy', undefined);
   fastify.addHook('onRequest', (request, reply, next) => {
-    const counted = countRequest(gauge(), request.raw, reply.raw);
-    counts.set(request, counted);
-    request.busy = counted.busy;
-    request.raw.busy = counted.busy;
-    if (header !== undefined) reply.header(header, counted.busy);
+    const counted = countRequest(gauge, request.raw, reply.raw); // null: not counted, never a throw
+    if (counted !== null) {
+      counts.set(request, counted);
+      request.busy = counted.busy;
+      request.raw.busy = counted.busy;
+      if (header !== undefined) reply.header(header, counted.busy);
+    }
     next();
   });
   const finish = (request: FastifyRequest, next: () => void): void => {

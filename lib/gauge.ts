@@ -4,7 +4,8 @@
 // gauge's value is the sum of the shares, so removing the share of a process
 // that died is exact. See lib/shares.ts for the names in /dev/shm.
 import { binding, postAndSumHot, postHot, tryWaitHot, sumHot, type NativeHandle } from './native';
-import { SemaphoreError, errno, gaugeUnderflow, invalidArgType, objectClosed } from './errors';
+import * as fs from 'node:fs';
+import { SemaphoreError, errno, gaugeForeign, gaugeUnderflow, invalidArgType, objectClosed, warnOnce } from './errors';
 import * as shares from './shares';
 import * as validate from './validate';
 
@@ -45,69 +46,145 @@ function check(err: number | undefined, syscall: string, name: string): void {
   if (err !== undefined && err !== 0) throw new SemaphoreError(err, syscall, name);
 }
 
-function openOrThrow(name: string, create: boolean, exclusive: boolean, mode: number, ownedShare = false): NativeHandle | number {
-  const handle = binding.open(name, create, exclusive, mode, 0, ownedShare);
-  if (typeof handle === 'number' && !(exclusive && handle === 17 /* EEXIST */)) {
-    throw new SemaphoreError(handle, 'sem_open', name);
+const EEXIST = 17;
+const ENOENT = 2;
+const EOVERFLOW = 75;
+// What opening a file that is no semaphore fails with (symlink, directory, FIFO, short file).
+const NOT_A_SEMAPHORE = new Set([40 /* ELOOP */, 21 /* EISDIR */, 19 /* ENODEV */, 22 /* EINVAL */, 6 /* ENXIO */]);
+
+/** Why the file of semaphore `name` is no semaphore a gauge made, in words. */
+function describeFile(name: string): string {
+  const file = shares.semaphorePath(name);
+  try {
+    const st = fs.lstatSync(file);
+    const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
+    if (st.isSymbolicLink()) return `${file} is a symlink`;
+    if (st.isDirectory()) return `${file} is a directory`;
+    if (!st.isFile()) return `${file} is not a regular file`;
+    if (st.size < 32) return `${file} is too short to hold a semaphore`;
+    return `${file} belongs to uid ${st.uid} with mode ${mode}`;
+  } catch (error) {
+    return `${file}: ${(error as Error).message}`;
   }
-  return handle;
 }
 
-/** Opens the gauge's generation semaphore, creating it with exact `mode` if needed. */
+/** Opens the existing semaphore `name`: a handle, ENOENT, or a throw. */
+function openExisting(gauge: string, name: string, ownedShare = false): NativeHandle | typeof ENOENT {
+  const handle = binding.open(name, false, false, 0, 0, ownedShare);
+  if (typeof handle !== 'number' || handle === ENOENT) return handle;
+  if (NOT_A_SEMAPHORE.has(handle)) throw gaugeForeign(gauge, describeFile(name));
+  throw new SemaphoreError(handle, 'sem_open', name);
+}
+
+/**
+ * Whether a process asking for `mode` may join the gauge whose generation
+ * file this is: its own, or one whose owner shares it with others (group or
+ * anyone may write) under this very mode. Anything else was planted, or is
+ * another user's private gauge: joining would count into it, or be refused
+ * every update.
+ */
+function joinable(st: fs.Stats, mode: number): boolean {
+  return st.uid === process.geteuid!() || ((st.mode & 0o7777) === mode && (mode & 0o022) !== 0);
+}
+
+/** Opens the gauge's generation semaphore, creating it whole with exact `mode` if needed. */
 function openGeneration(gauge: string, mode: number): NativeHandle {
   const name = shares.generationName(gauge);
-  const created = openOrThrow(name, true, true, mode);
-  if (typeof created !== 'number') {
-    shares.chmodSemaphore(name, mode);
-    return created;
+  for (;;) {
+    const created = binding.createWhole(name, mode, 0, -1);
+    if (created !== 0 && created !== EEXIST) throw new SemaphoreError(created, 'open', name);
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(shares.semaphorePath(name));
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ENOENT') continue; // unlinked meanwhile: make it again
+      throw error;
+    }
+    if (!st.isFile() || st.size < 32) throw gaugeForeign(gauge, describeFile(name));
+    if (!joinable(st, mode)) {
+      throw gaugeForeign(gauge, `${describeFile(name)}, and this process (uid ${process.geteuid!()}) asks for mode ${mode.toString(8).padStart(4, '0')}`);
+    }
+    const handle = openExisting(gauge, name);
+    if (handle !== ENOENT) return handle;
   }
-  return openOrThrow(name, false, false, 0) as NativeHandle;
 }
 
-/** Lists the shares again and points the sum at them. */
-function refresh(sumId: number, gauge: string): void {
+/**
+ * Creates and opens a new share of this process, whole and with exact
+ * `mode`; in the generation's group where the mode lets the group write, so
+ * a member whose primary group differs still counts.
+ */
+function createShare(gauge: string, mode: number): { handle: NativeHandle; name: string } {
+  let gid = -1;
+  if ((mode & 0o020) !== 0) {
+    try {
+      gid = fs.statSync(shares.semaphorePath(shares.generationName(gauge))).gid;
+    } catch {
+      // gone meanwhile: our own group
+    }
+  }
+  for (;;) {
+    const name = shares.newShareName(gauge, shares.selfIdentity());
+    const err = binding.createWhole(name, mode, 0, gid);
+    if (err === EEXIST) continue; // the same random nonce: another
+    if (err !== 0) throw new SemaphoreError(err, 'open', name);
+    const handle = openExisting(gauge, name, true);
+    if (handle !== ENOENT) return { handle, name }; // else unlinked meanwhile (Gauge.unlink): again
+  }
+}
+
+/** Lists the shares again and points the sum at them; returns their names. */
+function refresh(sumId: number, gauge: string): string[] {
   const generation = binding.sumGeneration(sumId); // read before listing, so no change is missed
   if (generation < 0) throw new SemaphoreError(-generation, 'sem_getvalue', gauge);
   const names = shares.listShares(gauge).map((s) => s.name);
   check(binding.sumReset(sumId, generation, names), 'sem_open', gauge);
+  return names;
 }
 
-function readSum(sumId: number, gauge: string): number {
+/** The total; `listed`, if given, sees the share names whenever they are listed again. */
+function readSum(sumId: number, gauge: string, listed?: (names: string[]) => void): number {
   for (;;) {
     const total = sumHot(sumId);
     if (total >= 0) return total;
     if (total !== -errno.ESTALE) throw new SemaphoreError(-total, 'sem_getvalue', gauge);
-    refresh(sumId, gauge);
+    const names = refresh(sumId, gauge);
+    listed?.(names);
   }
 }
 
 function openSum(gauge: string): NativeHandle {
-  const sum = binding.openSum(shares.generationName(gauge));
+  const name = shares.generationName(gauge);
+  const sum = binding.openSum(name);
+  if (typeof sum === 'number' && NOT_A_SEMAPHORE.has(sum)) throw gaugeForeign(gauge, describeFile(name));
   if (typeof sum === 'number') throw new SemaphoreError(sum, 'sem_open', gauge);
   return sum;
 }
 
 /** Marks a change of the share set, so readers list the shares again. */
 function bump(generation: NativeHandle): void {
-  // At SEM_VALUE_MAX (2^31 share changes) this fails with EOVERFLOW and
-  // readers no longer notice new shares: far past any realistic lifetime.
-  postHot(generation.id);
+  // A generation at SEM_VALUE_MAX (2^31 changes, or planted so by someone
+  // who may write it) starts again from 0: what readers notice is a change.
+  if (postHot(generation.id) === EOVERFLOW) {
+    binding.drain(generation.id);
+    postHot(generation.id);
+  }
 }
 
 /**
  * Removes the shares of processes that no longer exist (checked by PID and
- * start time). Returns how much left the total.
+ * start time, in our PID namespace only; see shares.isOwnerAlive). Entries
+ * that are no shares of this gauge are left alone. Returns how much left the total.
  */
 function reapShares(gauge: string, generation: NativeHandle): number {
+  const generationName = shares.generationName(gauge);
   let removed = 0;
+  const isOwnerAlive = shares.ownerJudge();
   for (const share of shares.listShares(gauge)) {
-    if (shares.isOwnerAlive(share)) continue;
-    const handle = binding.open(share.name, false, false, 0, 0);
-    if (typeof handle === 'number') continue; // another reaper was first
-    // Several reapers may drain one share at once: each token goes to one.
-    removed += Math.max(0, binding.drain(handle.id));
-    binding.unlink(share.name);
-    binding.close(handle.id);
+    if (isOwnerAlive(share)) continue;
+    const taken = binding.reapShare(generationName, share.name);
+    if (taken < 0) continue; // no share, or another reaper was first
+    removed += taken;
     bump(generation);
   }
   return removed;
@@ -120,8 +197,8 @@ function reapShares(gauge: string, generation: NativeHandle): number {
  */
 export function reapGauge(name: string): number {
   const gauge = gaugeName(name);
-  const generation = binding.open(shares.generationName(gauge), false, false, 0, 0);
-  if (typeof generation === 'number') throw new SemaphoreError(generation, 'sem_open', gauge);
+  const generation = openExisting(gauge, shares.generationName(gauge));
+  if (generation === ENOENT) throw new SemaphoreError(ENOENT, 'sem_open', gauge);
   try {
     return reapShares(gauge, generation);
   } finally {
@@ -135,7 +212,9 @@ export class Gauge {
   readonly name: string;
   // Native handles (each closes when collected) and the ids the binding takes.
   #share: NativeHandle | null; // null once closed
-  readonly #shareId: number;
+  #shareId: number;
+  #shareName: string;
+  readonly #mode: number;
   readonly #generation: NativeHandle;
   readonly #sum: NativeHandle;
   readonly #sumId: number;
@@ -144,20 +223,34 @@ export class Gauge {
   constructor(name: string, options?: GaugeOptions) {
     this.name = gaugeName(name);
     const mode = validate.mode(validate.options<GaugeOptions>(options).mode);
-    this.#generation = openGeneration(this.name, mode);
-    reapShares(this.name, this.#generation);
-    let share: NativeHandle | number;
-    let shareName: string;
-    do {
-      shareName = shares.newShareName(this.name, shares.selfIdentity());
-      share = openOrThrow(shareName, true, true, mode, true);
-    } while (typeof share === 'number');
-    shares.chmodSemaphore(shareName, mode); // readers open every share read-write
-    this.#share = share;
-    this.#shareId = share.id;
-    bump(this.#generation);
-    this.#sum = openSum(this.name);
-    this.#sumId = this.#sum.id;
+    this.#mode = mode;
+    // Another process may unlink the gauge (Gauge.unlink) at any moment of
+    // this: then the sum finds no generation, and all starts again.
+    for (;;) {
+      const generation = openGeneration(this.name, mode);
+      reapShares(this.name, generation);
+      const { handle: share, name: shareName } = createShare(this.name, mode);
+      bump(generation);
+      const sum = binding.openSum(shares.generationName(this.name));
+      if (sum === ENOENT) {
+        binding.close(share.id); // drains and unlinks it
+        binding.close(generation.id);
+        continue;
+      }
+      if (typeof sum === 'number') {
+        binding.close(share.id);
+        binding.close(generation.id);
+        openSum(this.name); // throws the error it meets
+        continue;
+      }
+      this.#generation = generation;
+      this.#shareName = shareName;
+      this.#share = share;
+      this.#shareId = share.id;
+      this.#sum = sum;
+      this.#sumId = this.#sum.id;
+      break;
+    }
     openGauges.add(this);
     closeAllOnExit();
   }
@@ -177,7 +270,11 @@ export class Gauge {
   static unlink(name: string): boolean {
     const gauge = gaugeName(name);
     let existed = false;
-    for (const share of shares.listShares(gauge)) existed = binding.unlink(share.name) === 0 || existed;
+    const generation = shares.generationName(gauge);
+    for (const share of shares.listShares(gauge)) {
+      // Only shares: an entry someone else planted under such a name stays.
+      if (binding.shareKind(generation, share.name) === 0) existed = binding.unlink(share.name) === 0 || existed;
+    }
     const err = binding.unlink(shares.generationName(gauge));
     if (err !== 0 && err !== 2 /* ENOENT */) throw new SemaphoreError(err, 'sem_unlink', gauge);
     return err === 0 || existed;
@@ -195,7 +292,7 @@ export class Gauge {
   /** The total over every process on the host. */
   get value(): number {
     this.#open();
-    return readSum(this.#sumId, this.name);
+    return readSum(this.#sumId, this.name, this.#checkOwn);
   }
 
   /** Adds `count` (default 1) for this object. Never blocks. */
@@ -222,7 +319,7 @@ export class Gauge {
     this.#local++;
     if (total !== undefined) return total;
     try {
-      return readSum(this.#sumId, this.name); // the shares changed: list them again
+      return readSum(this.#sumId, this.name, this.#checkOwn); // the shares changed: list them again
     } catch (error) {
       this.acquire();
       throw error;
@@ -234,9 +331,46 @@ export class Gauge {
     const n = count === undefined ? 1 : validate.count(count);
     const id = this.#open();
     if (n > this.#local) throw gaugeUnderflow(this.name, n, this.#local);
-    // Only this object writes its share, so the tokens are there.
-    check(n === 1 ? tryWaitHot(id) : binding.tryWaitCount(id, n), 'sem_trywait', this.name);
+    // Only this object writes its share, so the tokens are there, unless
+    // someone took them: a reap that judged us dead (another PID namespace of
+    // an older version, a mistaken admin), or a hand that drained the file.
+    const err = n === 1 ? tryWaitHot(id) : binding.tryWaitCount(id, n);
+    if (err === errno.EAGAIN) {
+      this.#local -= n;
+      this.#shareLost();
+      return;
+    }
+    check(err, 'sem_trywait', this.name);
     this.#local -= n;
+  }
+
+  /** After a listing: our share missing from it was removed under us (a reap, an rm). */
+  readonly #checkOwn = (names: string[]): void => {
+    if (this.#share !== null && !names.includes(this.#shareName)) this.#shareLost();
+  };
+
+  /**
+   * Our share was emptied or removed under us: the total lacks what we hold. Never
+   * negative and never a throw into the caller (a request must be served):
+   * warn once, and heal by moving what we still hold into a new share.
+   */
+  #shareLost(): void {
+    warnOnce(
+      'NAMED_SEMAPHORE_SHARE_LOST',
+      `the share ${this.#shareName} of gauge '${this.name}' was emptied or removed by another process; ` +
+        'its total was too low until now, and this process counts into a new share from here on',
+    );
+    try {
+      const { handle, name } = createShare(this.name, this.#mode);
+      if (this.#local > 0) check(binding.postCount(handle.id, this.#local), 'sem_post', this.name);
+      binding.close(this.#shareId); // the old one: drained (empty) and its name removed
+      this.#share = handle;
+      this.#shareId = handle.id;
+      this.#shareName = name;
+      bump(this.#generation);
+    } catch {
+      // No new share now: this object's count stays out of the total, never below it.
+    }
   }
 
   /** Releases one, runs fn, and acquires it back however fn ends. Returns fn's result. */

@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 import { Gauge, type GaugeOrName } from './gauge';
 
 export type { GaugeOrName };
-import { invalidArgType, invalidArgValue, sockDiagError } from './errors';
+import { invalidArgType, invalidArgValue, sockDiagError, warnOnce } from './errors';
 import { binding, type NativeListener } from './native';
 import * as shares from './shares';
 import * as validate from './validate';
@@ -109,7 +109,11 @@ export class CountedRequest {
     if (next !== undefined) next.#prevOnSocket = prev;
     this.#prevOnSocket = this.#nextOnSocket = undefined;
     // A gauge closed meanwhile (by its owner, or at exit) gave its share back already.
-    if (!gauge.closed) gauge.acquire();
+    try {
+      if (!gauge.closed) gauge.acquire();
+    } catch (error) {
+      gaugeFailed(error); // from an event listener: a throw would end the process
+    }
   }
 
   static #responseClosed(this: CountedResponse): void {
@@ -129,15 +133,29 @@ export class CountedRequest {
 
 /**
  * Counts a request in the gauge until its response ends or its connection
- * closes, or the result's `finish()` is called, exactly once.
+ * closes, or the result's `finish()` is called, exactly once. Never throws:
+ * null (and a warning) if the gauge fails.
  * @internal
  */
-export function countRequest(gauge: Gauge, req: IncomingMessage, res: ServerResponse): CountedRequest {
+export function countRequest(gaugeOf: Gauge | (() => Gauge), req: IncomingMessage, res: ServerResponse): CountedRequest | null {
   const socket = (req.socket ?? null) as CountedSocket | null; // a mock request may have none
-  const counted = new CountedRequest(gauge, gauge.releaseAndRead(), res, socket);
+  let gauge: Gauge, busy: number;
+  try {
+    gauge = typeof gaugeOf === 'function' ? gaugeOf() : gaugeOf;
+    busy = gauge.releaseAndRead();
+  } catch (error) {
+    gaugeFailed(error);
+    return null; // served, not counted
+  }
+  const counted = new CountedRequest(gauge, busy, res, socket);
   // Counted late (after an earlier middleware waited): it may be over already.
   if (res.writableFinished || res.closed || socket?.destroyed === true) counted.finish();
   return counted;
+}
+
+/** Counting never takes a server down: a gauge that fails is a warning, once per process. */
+function gaugeFailed(error: unknown): void {
+  warnOnce('NAMED_SEMAPHORE_COUNT_FAILED', `a request was not counted: ${(error as Error)?.message ?? String(error)}`);
 }
 
 type Next = (err?: unknown) => void;
@@ -179,8 +197,8 @@ export function busyMiddleware(
   const gauge = gaugeGetter(gaugeOrName, 'gaugeOrName');
   const header = busyHeaderOption(options);
   return function busy(req, res, next) {
-    req.busy = countRequest(gauge(), req, res).busy;
-    if (header !== undefined && !res.headersSent) res.setHeader(header, req.busy);
+    req.busy = countRequest(gauge, req, res)?.busy;
+    if (header !== undefined && req.busy !== undefined && !res.headersSent) res.setHeader(header, req.busy);
     if (typeof next === 'function') next();
   };
 }

@@ -85,6 +85,15 @@ export interface Binding {
 
   /** 0 or an errno. */
   unlink(name: string): number;
+  /**
+   * Creates semaphore `name` whole (see nsem::CreateWhole in src/share_sum.h):
+   * exact mode, group `gid` (-1: ours), never seen half made. 0 or an errno (EEXIST).
+   */
+  createWhole(name: string, mode: number, value: number, gid: number): number;
+  /** What the entry of `name` is, judged against the gauge's generation semaphore: an index into SHARE_KINDS. */
+  shareKind(generationName: string, name: string): number;
+  /** Drains and removes the share `name`: what it held, or -1 if it is no share of the gauge (or gone). */
+  reapShare(generationName: string, name: string): number;
   /** TCP listeners on `port` (0: all) with their accept queues (sock_diag), or an errno. */
   listenQueue(port: number): NativeListener[] | number;
   /** Sets the function that settles async waits, once per thread: settle(waitId, err) -> whether it took the wait (else its token is posted back). */
@@ -97,6 +106,13 @@ export interface Binding {
   /** Whether a waiter thread sleeps on many semaphores at once (futex_waitv), or on one. */
   readonly waitersShareThreads: boolean;
 }
+
+/**
+ * What an entry named like a share is, by the number shareKind() returns
+ * (nsem::ShareKind in src/share_sum.h): only 'share' (0) is counted or reaped.
+ */
+export const SHARE_KINDS = ['share', 'gone', 'symlink', 'directory', 'fifo', 'special', 'short', 'foreign', 'unreadable'] as const;
+export type ShareKindName = (typeof SHARE_KINDS)[number];
 
 /** 'io_uring': the event loop itself waits (Linux 6.7+); 'thread': a thread per semaphore with waits. */
 export type WaitMechanism = 'io_uring' | 'thread';

@@ -234,6 +234,11 @@ function labelValue(value: string | number): string {
   return String(value).replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 
+/** A comment line about `name`: the name escaped as a label value is, and quoted, so no name can start a line of its own. */
+function comment(name: string, what: string): string {
+  return `# "${labelValue(name)}": ${what}`.replace(/[\r\n]/g, ' ');
+}
+
 function series(metric: string, labels: Record<string, string | number>, value: number): string {
   const text = Object.entries(labels)
     .map(([k, v]) => `${k}="${labelValue(v)}"`)
@@ -271,12 +276,12 @@ export function metricsText(options: MetricsTextOptions = {}): string {
     for (const name of names) {
       try {
         const sample = readNamed(name);
-        if (sample === null) samples.push(`# ${name}: no such gauge or semaphore (yet)`);
+        if (sample === null) samples.push(comment(name, 'no such gauge or semaphore (yet)'));
         else samples.push(series('named_semaphore_value', { name, kind: sample.kind }, sample.value));
       } catch (error) {
         const code = (error as { code?: unknown }).code;
         if (typeof code !== 'string') throw error;
-        samples.push(`# ${name}: cannot read it: ${code}`.replace(/\n/g, ' '));
+        samples.push(comment(name, `cannot read it: ${code}`));
       }
     }
     family(lines, 'named_semaphore_value', 'Value of a named semaphore, or total of a gauge over every process on this host', samples);

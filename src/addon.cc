@@ -530,7 +530,9 @@ napi_value OpenSum(napi_env env, napi_callback_info info) {
   sem_t* sem = nullptr;
   int err = nsem::Open(name, false, false, 0, 0, &sem);
   if (err != 0) return Int(env, err);
-  return NewToken(env, data, new SumHandle(sem), nullptr);
+  nsem::Trust trust;  // unknown if the file went meanwhile: shares are then only checked as files
+  nsem::TrustOf(name, &trust);
+  return NewToken(env, data, new SumHandle(sem, trust), nullptr);
 }
 
 // ---- module functions without a handle -----------------------------------------
@@ -542,6 +544,52 @@ Napi::Value Unlink(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), EINVAL);
   }
   return Napi::Number::New(info.Env(), nsem::Unlink(name));
+}
+
+// ---- a gauge's files (see src/share_sum.h) ----------------------------------------
+
+// createWhole(name, mode, value, gid) -> 0 | errno (EEXIST if it exists);
+// gid -1 keeps the process's group.
+Napi::Value CreateWhole(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  char name[256];
+  double mode = 0, value = 0, gid = -1;
+  if (info.Length() < 4 || !GetName(env, info[0], name, sizeof name) ||
+      !GetWhole(env, info[1], 0, 07777, &mode) ||
+      !GetWhole(env, info[2], 0, SEM_VALUE_MAX, &value) ||
+      !GetWhole(env, info[3], -1, INT32_MAX, &gid)) {
+    return Napi::Number::New(env, EINVAL);
+  }
+  return Napi::Number::New(
+      env, nsem::CreateWhole(name, static_cast<unsigned>(mode), static_cast<unsigned>(value),
+                             static_cast<int>(gid)));
+}
+
+// The trust of generation semaphore `v`; unknown (file checks only) if it cannot be judged.
+nsem::Trust TrustArg(napi_env env, napi_value v) {
+  nsem::Trust trust;
+  char name[256];
+  if (GetName(env, v, name, sizeof name)) nsem::TrustOf(name, &trust);
+  return trust;
+}
+
+// shareKind(generationName, name) -> an nsem::ShareKind (0: a share)
+Napi::Value ShareKindOf(const Napi::CallbackInfo& info) {
+  char name[256];
+  if (info.Length() < 2 || !GetName(info.Env(), info[1], name, sizeof name)) {
+    return Napi::Number::New(info.Env(), nsem::kGone);
+  }
+  return Napi::Number::New(info.Env(), nsem::KindOf(name, TrustArg(info.Env(), info[0])));
+}
+
+// reapShare(generationName, name) -> what it held | -1 (no share, or gone)
+Napi::Value ReapShare(const Napi::CallbackInfo& info) {
+  char name[256];
+  if (info.Length() < 2 || !GetName(info.Env(), info[1], name, sizeof name)) {
+    return Napi::Number::New(info.Env(), -1);
+  }
+  double taken = static_cast<double>(nsem::ReapShare(name, TrustArg(info.Env(), info[0])));
+  return Napi::Number::New(info.Env(), taken);
 }
 
 // listenQueue(port) -> [{ address, port, queued, backlog }] | errno
@@ -686,6 +734,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set(f.name, Napi::Value(env, fn));
   }
   exports.Set("unlink", Napi::Function::New(env, Unlink, "unlink"));
+  exports.Set("createWhole", Napi::Function::New(env, CreateWhole, "createWhole"));
+  exports.Set("shareKind", Napi::Function::New(env, ShareKindOf, "shareKind"));
+  exports.Set("reapShare", Napi::Function::New(env, ReapShare, "reapShare"));
   exports.Set("listenQueue", Napi::Function::New(env, ListenQueue, "listenQueue"));
   exports.Set("SEM_VALUE_MAX", Napi::Number::New(env, SEM_VALUE_MAX));
   exports.Set("hasClockWait", Napi::Boolean::New(env, nsem::HasClockWait()));

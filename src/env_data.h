@@ -98,7 +98,7 @@ struct Handle : Bound {
 // The sum over a gauge's shares.
 struct SumHandle : Bound {
   static constexpr Kind kKind = Kind::kSum;
-  explicit SumHandle(sem_t* generation) : Bound(kKind), sum(generation) {}
+  SumHandle(sem_t* generation, const nsem::Trust& trust) : Bound(kKind), sum(generation, trust) {}
   size_t Release() override { return 0; }  // ~ShareSum closes the semaphores
   nsem::ShareSum sum;
 };

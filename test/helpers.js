@@ -38,6 +38,9 @@ function leftovers() {
   return fs.readdirSync('/dev/shm').filter((f) => f.startsWith(prefix));
 }
 
+/** This process's PID namespace, as share names carry it. */
+const PIDNS = String(fs.statSync(`/proc/${process.pid}/ns/pid`).ino);
+
 const fixture = (name) => path.join(__dirname, 'fixtures', name);
 
 /**
@@ -146,6 +149,7 @@ function readableCopy() {
 }
 
 module.exports = {
+  PIDNS,
   uniqueName,
   leftovers,
   fixture,

@@ -152,7 +152,7 @@ test('serve-metrics: /metrics has the gauge total, the semaphore, the listen que
   assert.equal(sample(text, 'named_semaphore_value', { name: S, kind: 'semaphore' }), 5, text);
   assert.match(text, /named_semaphore_value\{name="[^"]*jobs\\"\\\\-\d+",kind="semaphore"\} 5\n/, 'label values escaped');
   assert.equal(text.match(/^# TYPE named_semaphore_value gauge$/gm).length, 1);
-  assert.ok(text.includes(`# ${MISSING}: no such gauge or semaphore (yet)\n`), 'a missing name is a comment');
+  assert.ok(text.includes(`# "${MISSING}": no such gauge or semaphore (yet)\n`), 'a missing name is a comment');
   assert.equal(sample(text, 'listen_queue_connections', { address: '127.0.0.1', port: listenPort }), QUEUED, text);
   assert.equal(sample(text, 'listen_queue_max_connections', { address: '127.0.0.1', port: listenPort }), BACKLOG, text);
   assert.ok(text.endsWith('\n'));
