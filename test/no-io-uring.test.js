@@ -28,7 +28,7 @@ test('outside the launcher the same probe reaches io_uring (the control)', { ski
 
 // A child that reports its wait mechanism and does one timed-out and one taken
 // wait; NAMED_SEMAPHORE_WAITER is removed, so only the kernel's answer decides.
-async function waitChild(prefix) {
+async function waitChild(prefix, shared = false) {
   const name = uniqueName('seccomp');
   const script = `
     const { NamedSemaphore } = require(${JSON.stringify(path.join(__dirname, '..'))});
@@ -37,7 +37,8 @@ async function waitChild(prefix) {
       const timedOut = !(await sem.wait({ timeout: 20 }));
       setTimeout(() => sem.post(), 20);
       const took = await sem.wait({ timeout: 10000 });
-      console.log(JSON.stringify({ mechanism: NamedSemaphore.waitMechanism, timedOut, took, value: sem.value }));
+      const waitersShareThreads = require(${JSON.stringify(path.join(__dirname, '..', 'dist', 'native.js'))}).binding.waitersShareThreads;
+      console.log(JSON.stringify({ mechanism: NamedSemaphore.waitMechanism, timedOut, took, value: sem.value${shared ? ', waitersShareThreads' : ''} }));
       sem.close();
     })();`;
   const env = { ...process.env };
@@ -52,6 +53,15 @@ test('under the launcher wait() falls back to waiter threads by itself, and wait
   assert.deepEqual(await waitChild([launcher]), { mechanism: 'thread', timedOut: true, took: true, value: 0 });
 });
 
+test('with --no-futex-waitv too, each semaphore gets a waiter thread of its own (futex_waitv: ENOSYS), and waits work', async () => {
+  const probe = await run(launcher, ['--no-futex-waitv', 'python3', '-c',
+    'import ctypes, os; l = ctypes.CDLL(None, use_errno=True); r = l.syscall(449, None, 0, 0, None, 0); print(os.strerror(ctypes.get_errno()) if r < 0 else "ok")']);
+  assert.equal(probe.stdout.trim(), 'Function not implemented'); // ENOSYS, as before Linux 5.16
+  assert.deepEqual(await waitChild([launcher, '--no-futex-waitv'], true), {
+    mechanism: 'thread', timedOut: true, took: true, value: 0, waitersShareThreads: false,
+  });
+});
+
 test(
   'outside the launcher the same child waits through io_uring (the control)',
   { skip: outsideSkip || (!futexWaits && `Linux ${os.release()} has no io_uring futex waits (6.7+)`) },
@@ -63,7 +73,8 @@ test(
 test('the launcher: usage without a command (2), 127 for a command not found, else the command\'s own status', async () => {
   const usage = await run(launcher, []);
   assert.equal(usage.code, 2);
-  assert.match(usage.stderr, /usage: no-io-uring COMMAND/);
+  assert.match(usage.stderr, /usage: no-io-uring \[--no-futex-waitv\] COMMAND/);
+  assert.equal((await run(launcher, ['--no-futex-waitv'])).code, 2);
   const missing = await run(launcher, ['nsem-no-such-command']);
   assert.equal(missing.code, 127);
   assert.match(missing.stderr, /nsem-no-such-command: No such file or directory/);
