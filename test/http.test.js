@@ -363,7 +363,7 @@ test('two busyMiddleware on one response (an app-wide gauge and a per-route one)
 test('counts on one connection finished in any order: the rest give back when it closes, each exactly once', () => {
   // Out of order, as when one of several counts is finished by hand (the
   // Fastify plugin does): what the connection's close finds must be exact.
-  const { countRequest } = require('../dist/http');
+  const { countRequest } = require('../dist/counting');
   const { EventEmitter } = require('node:events');
   const g = new Gauge(uniqueName('http-order'));
   const countFour = (socket) =>
