@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GaugeOrName } from './gauge';
 import { countRequest, gaugeGetter, type CountedRequest } from './counting';
 import * as validate from './validate';
+import './http'; // its augmentation types request.raw.busy
 
 // Types request.busy where fastify is installed; where it is not, tsc passes
 // over this augmentation in the emitted .d.ts. (Here no import brings fastify
