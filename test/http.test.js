@@ -424,6 +424,40 @@ test('reapEvery and reapOnWorkerExit: stop functions; a gauge that does not exis
   }
 });
 
+test('reapEvery warns once per cause of failure, not at every interval; again after a success', async () => {
+  const gauge = new Gauge(uniqueName('http-reap-warn'));
+  // The causes, one per reap: each run of one cause warns once.
+  const causes = ['EACCES', 'EACCES', 'EACCES', 'EIO', 'EIO', null, 'EACCES', 'EACCES'];
+  let calls = 0;
+  gauge.reap = () => {
+    const code = causes[Math.min(calls++, causes.length - 1)];
+    if (code === null) return 0;
+    throw Object.assign(new Error(`${code}: could not`), { code });
+  };
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w);
+  process.on('warning', onWarning);
+  try {
+    const stop = reapEvery(gauge, 1);
+    assert.equal(await until(() => calls >= causes.length + 5, 5000), true);
+    stop();
+    await sleep(10); // warnings are emitted on the next tick
+    assert.deepEqual(
+      warnings.map((w) => [w.code, w.message.match(/E[A-Z]+/)[0]]),
+      [
+        ['NAMED_SEMAPHORE_REAP_FAILED', 'EACCES'],
+        ['NAMED_SEMAPHORE_REAP_FAILED', 'EIO'],
+        ['NAMED_SEMAPHORE_REAP_FAILED', 'EACCES'],
+      ],
+    );
+  } finally {
+    process.removeListener('warning', onWarning);
+    delete gauge.reap;
+    gauge.close();
+    Gauge.unlink(gauge.name);
+  }
+});
+
 test('the fastify plugin checks its options', async () => {
   const fastify = require('fastify')();
   fastify.register(busyPlugin, {});
