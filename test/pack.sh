@@ -7,6 +7,9 @@
 #     and no build/ or test/;
 #  3. installed with --ignore-scripts into an empty project, it loads from the
 #     prebuild alone: require() and ESM import, and its types compile;
+#     arethetypeswrong finds no problem in it; test/types/consumer.ts, which
+#     uses every entry point, passes strict tsc under every moduleResolution;
+#     every code block of README.md and docs/*.md runs (test/docs/run.js);
 #  4. without the prebuild it fails with the clear message, and the commands
 #     that message gives build it from source; then it loads from build/Release.
 #
@@ -182,6 +185,11 @@ tsc_strict --module node16 --moduleResolution node16 consumer.mts && echo "tsc n
 tsc_strict --module esnext --moduleResolution bundler consumer.ts && echo "tsc bundler: ok"
 quiet bash -c 'cd "$1" && npm install --ignore-scripts --no-audit --no-fund --prefer-offline fastify@5' _ "$types"
 tsc_strict --module node16 --moduleResolution node16 fastify.mts && echo "tsc with fastify, ESM default import and request.busy: ok"
+
+begin "every JavaScript and TypeScript block of README.md and docs/*.md, run as written"
+# In the consumer above (the package from the tarball, prom-client, fastify), with what the samples use.
+quiet bash -c 'cd "$1" && npm install --ignore-scripts --no-audit --no-fund --prefer-offline express@4 morgan@1' _ "$types"
+node "$src/test/docs/run.js" "$types" || fail "a documentation sample failed (above)"
 
 begin "no binary: the message"
 rm -rf "$pkg/prebuilds"
