@@ -1,7 +1,7 @@
 'use strict';
 // The busy-server demo, run by `npm start`:
 //
-//   node examples/busy-demo.js [--short | --duration-scale X] [--gauge NAME] [--svg PATH] [--no-nginx]
+//   node examples/busy-demo.js [--short | --duration-scale X] [--gauge NAME] [--out DIR | --svg PATH] [--no-nginx]
 //
 // A node:cluster of 2 workers serves two endpoints behind busyMiddleware on one
 // Gauge: GET /sleep answers after 200 ms on a timer, GET /cpu computes for
@@ -12,7 +12,8 @@
 // reapOnWorkerExit keeps the gauge exact. Every 50 ms the primary samples
 // busy (Gauge.read: requests in flight over all workers) and queued
 // (listenQueue: connections waiting in the kernel for a worker to accept()
-// them); at the end it prints a summary and writes an SVG chart of both.
+// them); at the end it prints a summary and writes an SVG chart of both,
+// busy-demo.svg in the current folder (or --out DIR), and prints its path.
 //
 // Where nginx is installed, the clients go through it (examples/nginx-proxy.js),
 // as in production: the workers send busy in an X-Busy header, nginx writes it
@@ -107,12 +108,12 @@ function runWorker() {
 
 function usage(message) {
   if (message) console.error(`busy-demo: ${message}`);
-  console.error('usage: node examples/busy-demo.js [--short | --duration-scale X] [--gauge NAME] [--svg PATH] [--no-nginx]');
+  console.error('usage: node examples/busy-demo.js [--short | --duration-scale X] [--gauge NAME] [--out DIR | --svg PATH] [--no-nginx]');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const options = { scale: 1, nginx: true, gauge: `/busy-demo-${process.pid}`, svg: path.join(os.tmpdir(), `busy-demo-${process.pid}.svg`) };
+  const options = { scale: 1, nginx: true, gauge: `/busy-demo-${process.pid}`, svg: undefined, out: undefined };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -124,11 +125,13 @@ function parseArgs(argv) {
       options.scale = Number(value());
       if (!(options.scale > 0 && options.scale <= 10)) usage('--duration-scale takes a number above 0, at most 10');
     } else if (arg === '--gauge') options.gauge = value();
-    else if (arg === '--svg') options.svg = path.resolve(value());
+    else if (arg === '--svg') options.svg = value();
+    else if (arg === '--out') options.out = value();
     else if (arg === '--no-nginx') options.nginx = false;
     else if (arg === '--help' || arg === '-h') usage();
     else usage(`unknown argument ${arg}`);
   }
+  options.svg = chartPath(options);
   return options;
 }
 
@@ -415,6 +418,7 @@ async function runPrimary() {
 
     summarize({ steps, samples, results: load.results, killed, busyAfter, seconds });
     if (proxy) showNginxLines(proxy.lines(), steps, samples);
+    fs.mkdirSync(path.dirname(options.svg), { recursive: true });
     fs.writeFileSync(options.svg, renderChart({ steps, samples, killed }));
     say(`  chart: ${options.svg}`);
 
@@ -472,13 +476,50 @@ function summarize({ steps, samples, results, killed, busyAfter, seconds }) {
 
 // ------------------------------------------------------------------ chart ---
 
+/** Where the chart goes: --svg PATH, else busy-demo.svg in --out DIR or the current folder (one file, replaced by each run). */
+function chartPath({ svg, out }) {
+  if (svg !== undefined && out !== undefined) usage('give --out or --svg, not both');
+  return path.resolve(svg ?? path.join(out ?? '.', 'busy-demo.svg'));
+}
+
 const escapeXml = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
-/** An SVG line chart of busy, queued and open client requests over time, hand-written. */
+/**
+ * The samples smoothed lightly: each the mean over the 5 samples (250 ms)
+ * around it, within its load step. Requests of 200 ms on new connections make
+ * raw 50 ms samples flicker at every gap between two requests.
+ */
+function smooth(samples, key) {
+  return samples.map((s, i) => {
+    let sum = 0;
+    let n = 0;
+    for (let j = Math.max(0, i - 2); j <= Math.min(samples.length - 1, i + 2); j++) {
+      if (samples[j].step !== s.step) continue;
+      sum += samples[j][key];
+      n++;
+    }
+    return sum / n;
+  });
+}
+
+/**
+ * Where the lesson shows: the sample of the /cpu step with the most queued
+ * while busy equals the number of workers (every worker busy, more waiting).
+ */
+function lessonPoint(samples, steps) {
+  const cpu = steps.findIndex((step) => step.path === '/cpu');
+  let best = null;
+  for (const s of samples) {
+    if (s.step === cpu && s.busy === WORKERS && s.queued > 0 && (best === null || s.queued > best.queued)) best = s;
+  }
+  return best;
+}
+
+/** An SVG chart of busy, queued and open client requests over time, hand-written. */
 function renderChart({ steps, samples, killed }) {
   const W = 960;
-  const H = 520;
-  const m = { left: 56, right: 24, top: 124, bottom: 52 };
+  const H = 560;
+  const m = { left: 56, right: 24, top: 128, bottom: 52 };
   const pw = W - m.left - m.right;
   const ph = H - m.top - m.bottom;
   const tMax = Math.max(samples.at(-1).t, steps.at(-1).t1);
@@ -488,30 +529,36 @@ function renderChart({ steps, samples, killed }) {
   const x = (t) => (m.left + (t / tMax) * pw).toFixed(1);
   const y = (v) => (m.top + ph - (v / vMax) * ph).toFixed(1);
   const out = [];
+  const halo = 'stroke="#ffffff" stroke-width="4" paint-order="stroke"';
   const text = (tx, ty, s, attrs = '') => out.push(`<text x="${tx}" y="${ty}"${attrs ? ` ${attrs}` : ''}>${escapeXml(s)}</text>`);
 
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12" fill="#222">`);
   out.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="#ffffff"/>`);
   text(m.left, 30, 'A busy server, seen from the outside: named-semaphore busy-demo', 'font-size="17" font-weight="bold"');
-  text(m.left, 50, `${WORKERS} cluster workers; GET /sleep waits ${DELAY_MS} ms on a timer, GET /cpu computes ${DELAY_MS} ms; sampled every ${SAMPLE_MS} ms by the primary`, 'fill="#555"');
+  text(m.left, 50, `${WORKERS} cluster workers; GET /sleep waits ${DELAY_MS} ms on a timer, GET /cpu computes ${DELAY_MS} ms; sampled every ${SAMPLE_MS} ms, each line the mean over 250 ms`, 'fill="#555"');
 
-  // Legend.
-  const legend = [
-    ['busy', '#1f6fb4', '', 'busy: requests in flight in all workers (Gauge)', m.left, 72],
-    ['queued', '#e4572e', '', 'queued: connections waiting for a worker to accept() them (listenQueue)', m.left + 340, 72],
-    ['clients', '#888888', ' stroke-dasharray="5 4"', 'open requests at the clients (each on its own connection)', m.left, 92],
+  // The series: busy a filled area under its line, queued a line, the
+  // clients' open requests a dashed dark line drawn last, so that it shows
+  // where it equals busy (every request in flight in a worker).
+  const series = [
+    { key: 'busy', color: '#1f6fb4', width: 2.5, dash: '', label: 'busy: requests in flight in all workers (Gauge)' },
+    { key: 'queued', color: '#e4572e', width: 2.5, dash: '', label: 'queued: connections waiting for a worker to accept() them (listenQueue)' },
+    { key: 'clients', color: '#333333', width: 1.5, dash: ' stroke-dasharray="6 4"', label: 'requests open at the clients (each on its own connection)' },
   ];
-  for (const [, color, dash, label, lx, ly] of legend) {
-    out.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 26}" y2="${ly - 4}" stroke="${color}" stroke-width="3"${dash}/>`);
+  series.forEach(({ color, width, dash, label }, i) => {
+    const lx = i === 1 ? m.left + 330 : m.left;
+    const ly = i === 2 ? 92 : 72;
+    out.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 26}" y2="${ly - 4}" stroke="${color}" stroke-width="${width + 0.5}"${dash}/>`);
     text(lx + 32, ly, label);
-  }
+  });
 
-  // Load steps: shaded bands, labelled.
+  // Load steps: shaded bands, labelled with their clients.
   for (const [index, step] of steps.entries()) {
     const fill = step.path === '/cpu' ? '#fdebd8' : index % 2 === 0 ? '#f3f5f8' : '#e8edf3';
     out.push(`<rect class="step" x="${x(step.t0)}" y="${m.top}" width="${(x(step.t1) - x(step.t0)).toFixed(1)}" height="${ph}" fill="${fill}"/>`);
-    const label = step.path === '/cpu' ? `${step.clients} on /cpu` : `${step.clients} on /sleep`;
-    text(((+x(step.t0) + +x(step.t1)) / 2).toFixed(1), m.top - 8, label, 'text-anchor="middle" font-weight="bold" fill="#444"');
+    const mid = ((+x(step.t0) + +x(step.t1)) / 2).toFixed(1);
+    text(mid, m.top - 22, `${step.clients} client${step.clients === 1 ? '' : 's'}`, 'text-anchor="middle" font-weight="bold" fill="#444"');
+    text(mid, m.top - 8, step.path, 'text-anchor="middle" fill="#555"');
   }
 
   // Grid and axes.
@@ -527,24 +574,43 @@ function renderChart({ steps, samples, killed }) {
   text(m.left + pw / 2, H - 10, 'seconds since the load started', 'text-anchor="middle" fill="#555"');
   text(16, m.top + ph / 2, 'count', `text-anchor="middle" fill="#555" transform="rotate(-90 16 ${m.top + ph / 2})"`);
 
+  for (const { key, color, width, dash } of series) {
+    const values = smooth(samples, key);
+    const points = samples.map((s, i) => `${x(s.t)},${y(values[i])}`).join(' ');
+    if (key === 'busy') {
+      const area = `${x(samples[0].t)},${y(0)} ${points} ${x(samples.at(-1).t)},${y(0)}`;
+      out.push(`<polygon fill="${color}" fill-opacity="0.16" stroke="none" points="${area}"/>`);
+    }
+    out.push(`<polyline id="${key}" fill="none" stroke="${color}" stroke-width="${width}" stroke-linejoin="round"${dash} points="${points}"/>`);
+  }
+
   // The worker killed mid-request.
   if (killed) {
     out.push(`<line x1="${x(killed.t)}" y1="${m.top}" x2="${x(killed.t)}" y2="${m.top + ph}" stroke="#c0392b" stroke-width="1.5" stroke-dasharray="4 3"/>`);
-    text((+x(killed.t) + 5).toFixed(1), m.top + 16, `SIGKILL worker ${killed.pid}`, 'fill="#c0392b" font-weight="bold" stroke="#ffffff" stroke-width="3" paint-order="stroke"');
+    text((+x(killed.t) + 5).toFixed(1), m.top + 16, `SIGKILL worker ${killed.pid}: busy stays exact`, `fill="#c0392b" font-weight="bold" ${halo}`);
   }
 
-  // The series, drawn as steps: a sample holds until the next one.
-  const series = (key) => {
-    const points = [];
-    samples.forEach((s, i) => {
-      if (i > 0) points.push(`${x(s.t)},${y(samples[i - 1][key])}`);
-      points.push(`${x(s.t)},${y(s[key])}`);
-    });
-    return points.join(' ');
-  };
-  for (const [key, color, dash] of [legend[2], legend[1], legend[0]]) {
-    const width = key === 'clients' ? 1.5 : 2.5;
-    out.push(`<polyline id="${key}" fill="none" stroke="${color}" stroke-width="${width}" stroke-linejoin="round"${dash} points="${series(key)}"/>`);
+  // The lesson, where it happens.
+  const lesson = lessonPoint(samples, steps);
+  if (lesson !== null) {
+    // The text from the /cpu band's left edge: below the point, between
+    // queued and busy, where there is room; else above it.
+    const px = +x(lesson.t);
+    const py = +y(lesson.queued);
+    const band = steps[lesson.step];
+    const tx = Math.min(+x(band.t0) + 8, W - m.right - 270);
+    const below = +y(WORKERS) - py >= 120;
+    const ty = below ? Math.min(py + 40, +y(WORKERS) - 70) : py - 85;
+    out.push(`<circle id="lesson" cx="${px}" cy="${py}" r="5" fill="none" stroke="#222" stroke-width="1.5"/>`);
+    if (below) out.push(`<line x1="${px}" y1="${py + 6}" x2="${px}" y2="${ty - 14}" stroke="#222" stroke-width="1"/>`);
+    else out.push(`<line x1="${px}" y1="${py - 6}" x2="${px}" y2="${ty + 50}" stroke="#222" stroke-width="1"/>`);
+    const lines = [
+      `busy = ${WORKERS}: every worker is busy,`,
+      `and ${lesson.queued} connections wait in the kernel.`,
+      `The app still takes ${DELAY_MS} ms a request;`,
+      'the clients wait far longer. Watch queued.',
+    ];
+    lines.forEach((line, i) => text(tx, ty + i * 15, line, `font-weight="${i < 2 ? 'bold' : 'normal'}" ${halo}`));
   }
   out.push('</svg>');
   return `${out.join('\n')}\n`;

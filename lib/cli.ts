@@ -64,9 +64,15 @@ interface Command {
 
 // ---- arguments ------------------------------------------------------------
 
+// The names given, so that report() can escape them in messages whole, before
+// it keeps a message's first line (a name may hold a newline).
+const namesGiven = new Set<string>();
+
 function semaphoreName(text: string): string {
   try {
-    return validate.semaphoreName(text, 'NAME');
+    const name = validate.semaphoreName(text, 'NAME');
+    namesGiven.add(name);
+    return name;
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
@@ -82,6 +88,15 @@ function octalMode(text: string): number {
   const m = /^(?:0o)?0*([0-7]{1,4})$/i.exec(text);
   if (m === null) throw new UsageError(`--mode must be octal permission bits such as 600 or 0640, not '${text}'`);
   return parseInt(m[1], 8);
+}
+
+/**
+ * Text as it may be shown on a terminal: control characters escaped (any user
+ * can put them in a name in /dev/shm, e.g. an escape sequence or a newline).
+ */
+function shown(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 // ---- what is in /dev/shm --------------------------------------------------
@@ -276,7 +291,7 @@ function table(entries: Entry[]): string {
   const header = ['NAME', 'KIND', 'VALUE', 'OWNER', 'MODE', 'SHARES', 'DEAD'];
   const right = [false, false, true, false, false, true, true];
   const rows = entries.map((e) => [
-    e.name,
+    shown(e.name),
     e.kind,
     e.value === null ? (e.error ?? '-') : String(e.value),
     e.owner,
@@ -364,7 +379,7 @@ function watch(name: string, intervalMs: number, count: number | undefined): Pro
       if (tty) {
         recent.push(value);
         if (recent.length > HISTORY) recent.shift();
-        const text = `${name}  ${value}  min ${min}  max ${max}  `;
+        const text = `${shown(name)}  ${value}  min ${min}  max ${max}  `;
         const room = Math.max(1, (process.stdout.columns || 80) - text.length - 1);
         process.stdout.write(`\r${text}${sparkline(recent.slice(-room))}\x1b[K`);
       } else {
@@ -663,7 +678,7 @@ function openSemaphore(name: string): InstanceType<Api['NamedSemaphore']> {
     return new (api().NamedSemaphore)(name, { create: false });
   } catch (error) {
     if (hasCode(error, 'ENOENT') && shares.isGauge(name)) {
-      throw new Failure('ENOENT', `'${name}' is a gauge, which only its processes change; sem_open '${name}'`);
+      throw new Failure('ERR_GAUGE_READ_ONLY', `'${name}' is a gauge, which only its processes change`);
     }
     throw error;
   }
@@ -685,7 +700,10 @@ with or without its leading '/'.
 Commands:
 ${lines.join('\n')}
 
-Run '${PROG} <command> --help' for a command's options.
+Options:
+  -h, --help      this help; '${PROG} <command> --help' for a command's options
+  -V, --version   print the version of named-semaphore
+
 Exit status: 0 success, 1 the operation failed, 2 a usage error.`;
 }
 
@@ -750,9 +768,19 @@ async function main(argv: string[]): Promise<number> {
 
   let parsed: { values: Values; positionals: string[] };
   try {
-    parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true }) as typeof parsed;
+    // A negative number ('post NAME -1', '--value -1') is an argument, so that
+    // it gets the range error, not "unknown option": hidden from parseArgs
+    // behind a NUL, which no argument can hold.
+    const args = rest.map((arg) => (/^-\d/.test(arg) ? `\0${arg}` : arg));
+    parsed = parseArgs({ args, options: command.options, allowPositionals: true, strict: true }) as typeof parsed;
   } catch (error) {
     throw parseError(error, first);
+  }
+  const unhide = (value: string): string => (value.startsWith('\0') ? value.slice(1) : value);
+  parsed.positionals = parsed.positionals.map(unhide);
+  for (const [key, value] of Object.entries(parsed.values)) {
+    if (typeof value === 'string') parsed.values[key] = unhide(value);
+    else if (Array.isArray(value)) parsed.values[key] = value.map(unhide);
   }
   const required = command.positionals.filter((p) => !p.startsWith('[')).length;
   if (parsed.positionals.length < required) {
@@ -769,6 +797,11 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** Lines for stderr, each shown() (a message may name anything in /dev/shm). */
+function shownLines(text: string): string {
+  return text.split('\n').map(shown).join('\n');
+}
+
 /** One line for stderr, and the exit status. */
 function report(error: unknown): [string, number] {
   if (error instanceof UsageError) {
@@ -776,7 +809,8 @@ function report(error: unknown): [string, number] {
     return [`${error.message} (see '${hint}')`, 2];
   }
   const e = error as { code?: unknown; message?: unknown } | null;
-  const message = typeof e?.message === 'string' ? e.message : String(error);
+  let message = typeof e?.message === 'string' ? e.message : String(error);
+  for (const name of namesGiven) message = message.split(name).join(shown(name));
   const code = typeof e?.code === 'string' ? e.code : undefined;
   // Arguments the API refused are usage errors; our own checks catch most first.
   if (code !== undefined && /^ERR_(INVALID_ARG|OUT_OF_RANGE)/.test(code)) return [message.split('\n')[0], 2];
@@ -790,7 +824,7 @@ function report(error: unknown): [string, number] {
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   // The reader went away (`| head`): nothing left to do.
   if (error.code === 'EPIPE') process.exit(0);
-  process.stderr.write(`${PROG}: ${report(error)[0]}\n`);
+  process.stderr.write(`${PROG}: ${shownLines(report(error)[0])}\n`);
   process.exit(1);
 });
 
@@ -800,7 +834,7 @@ main(process.argv.slice(2)).then(
   },
   (error: unknown) => {
     const [line, status] = report(error);
-    process.stderr.write(`${PROG}: ${line}\n`);
+    process.stderr.write(`${PROG}: ${shownLines(line)}\n`);
     process.exitCode = status;
   },
 );

@@ -8,7 +8,6 @@ import { hasCode, invalidArgType } from './errors';
 import * as shares from './shares';
 import * as validate from './validate';
 
-
 /** A function that reaps the gauge and returns how much left the total; 0 while the gauge does not exist. */
 function reaper(gaugeOrName: unknown): () => number {
   if (gaugeOrName instanceof Gauge) return () => (gaugeOrName.closed ? 0 : gaugeOrName.reap());
@@ -24,12 +23,21 @@ function reaper(gaugeOrName: unknown): () => number {
   };
 }
 
-/** Reaps, reporting a failure as a process warning rather than throwing from a timer or an event. */
+/**
+ * Reaps, reporting a failure as a process warning rather than throwing from a
+ * timer or an event; once per cause (its code, else its message) until a reap
+ * succeeds, not at every interval.
+ */
 function quietly(reap: () => number): () => void {
+  let warned: unknown;
   return () => {
     try {
       reap();
+      warned = undefined;
     } catch (error) {
+      const cause = (error as { code?: unknown }).code ?? (error as Error).message;
+      if (cause === warned) return;
+      warned = cause;
       process.emitWarning(`named-semaphore: could not reap the gauge: ${(error as Error).message}`, {
         code: 'NAMED_SEMAPHORE_REAP_FAILED',
       });

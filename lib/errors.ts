@@ -2,10 +2,61 @@
 // argument into an Error with a stable `code`.
 import * as util from 'node:util';
 
+/**
+ * Every `code` an error of this package carries, by name: errno names for a
+ * failed system call (a SemaphoreError), ERR_* for the rest. Branch with
+ * `isSemaphoreError(error, ErrorCodes.ENOENT)`, or the string itself.
+ */
+export const ErrorCodes = {
+  // A system call failed: a SemaphoreError with errno, syscall and path.
+  EACCES: 'EACCES',
+  EEXIST: 'EEXIST',
+  EINVAL: 'EINVAL',
+  ELOOP: 'ELOOP',
+  EMFILE: 'EMFILE',
+  ENAMETOOLONG: 'ENAMETOOLONG',
+  ENFILE: 'ENFILE',
+  ENOENT: 'ENOENT',
+  ENOMEM: 'ENOMEM',
+  ENOSPC: 'ENOSPC',
+  ENOSYS: 'ENOSYS',
+  EOVERFLOW: 'EOVERFLOW',
+  EPERM: 'EPERM',
+  ESTALE: 'ESTALE',
+  // Bad arguments (TypeError, RangeError), as Node's own.
+  ERR_INVALID_ARG_TYPE: 'ERR_INVALID_ARG_TYPE',
+  ERR_INVALID_ARG_VALUE: 'ERR_INVALID_ARG_VALUE',
+  ERR_OUT_OF_RANGE: 'ERR_OUT_OF_RANGE',
+  // Misuse.
+  ERR_SEMAPHORE_CLOSED: 'ERR_SEMAPHORE_CLOSED',
+  ERR_GAUGE_UNDERFLOW: 'ERR_GAUGE_UNDERFLOW',
+  ERR_NOT_CLUSTER_PRIMARY: 'ERR_NOT_CLUSTER_PRIMARY',
+  // named-semaphore/prometheus's prom-client helpers without prom-client.
+  MODULE_NOT_FOUND: 'MODULE_NOT_FOUND',
+} as const;
+
+/** A `code` of an error this package throws. */
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/**
+ * Whether `error` is an Error with one of the package's codes, or with `code`
+ * if given: `if (isSemaphoreError(e, 'ENOENT')) ...`. A misspelt code does
+ * not compile. (Any Error with that code passes: Node's own
+ * ERR_INVALID_ARG_TYPE, say, is the same kind of mistake.)
+ */
+export function isSemaphoreError<C extends ErrorCode = ErrorCode>(error: unknown, code?: C): error is Error & { code: C } {
+  if (!(error instanceof Error)) return false;
+  const actual = (error as { code?: unknown }).code;
+  return code === undefined ? Object.hasOwn(ErrorCodes, String(actual)) : actual === code;
+}
+
 /** A failed system call, shaped like Node's own system errors. */
 export class SemaphoreError extends Error {
-  /** The errno name, e.g. 'ENOENT'. */
-  readonly code: string;
+  /**
+   * The errno name, e.g. 'ENOENT'. Typed as the names the package's calls are
+   * documented to fail with; another errno would still come as its name.
+   */
+  readonly code: ErrorCode;
   /** The errno value as Node reports it (negative). */
   readonly errno: number;
   /** The failing call, e.g. 'sem_open'. */
@@ -17,7 +68,7 @@ export class SemaphoreError extends Error {
     const [code, description] = util.getSystemErrorMap().get(-err) ?? [`E${err}`, 'unknown error'];
     super(`${code}: ${description}, ${syscall} '${name}'`);
     this.name = 'SemaphoreError';
-    this.code = code;
+    this.code = code as ErrorCode;
     this.errno = -err;
     this.syscall = syscall;
     this.path = name;

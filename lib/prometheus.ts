@@ -86,7 +86,7 @@ function reader(source: unknown): () => number {
 }
 
 /** One TCP listening address of a port and its accept queue. */
-export interface ListenQueueSample {
+interface ListenQueueSample {
   address: string;
   port: number;
   /** Connections waiting to be accepted. */
@@ -99,7 +99,7 @@ export interface ListenQueueSample {
  * The listeners on these ports (0: every port) with their accept queues. Sockets
  * on the same address and port (SO_REUSEPORT) are summed into one sample.
  */
-export function readListenQueues(ports: readonly number[]): ListenQueueSample[] {
+function readListenQueues(ports: readonly number[]): ListenQueueSample[] {
   const byKey = new Map<string, ListenQueueSample>();
   for (const port of new Set(ports)) {
     const listeners = binding.listenQueue(port);

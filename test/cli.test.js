@@ -83,6 +83,39 @@ test('--help, -h and help: for the program and for each command, on stdout, exit
   assert.match(watchHelp, /--count N/);
 });
 
+test('--version and -V print the version; the help documents them', async () => {
+  const { version } = require('../package.json');
+  for (const flag of ['--version', '-V']) {
+    const r = await cli(flag);
+    assertOk(r);
+    assert.equal(r.stdout, `${version}\n`);
+  }
+  const help = await cli('--help');
+  assert.match(help.stdout, /^ {2}-V, --version +print the version/m);
+  assert.match(help.stdout, /^ {2}-h, --help +/m);
+});
+
+test('names with control characters are shown escaped, in ls and in errors', async () => {
+  const name = `${uniqueName('ctl')}\x1b[31m\n\x07`;
+  const shownName = name.replace('\x1b', '\\x1b').replace('\n', '\\x0a').replace('\x07', '\\x07');
+  const sem = new NamedSemaphore(name, { exclusive: true, initialValue: 2 });
+  try {
+    const r = await cli('ls');
+    assertOk(r);
+    // eslint-disable-next-line no-control-regex
+    assert.doesNotMatch(r.stdout, /[\x00-\x09\x0b-\x1f\x7f]/, 'no control character but newlines');
+    const line = r.stdout.split('\n').find((l) => l.startsWith(shownName));
+    assert.ok(line, `a line for ${shownName} in:\n${r.stdout}`);
+    assert.match(line, /^\S+ +semaphore +2 /);
+    const json = JSON.parse((await cli('ls', '--json')).stdout);
+    assert.equal(json.find((e) => e.name === name)?.value, 2, '--json keeps the exact name');
+    assertFails(await cli('reap', name), 1, new RegExp(`EINVAL: '${shownName.replace(/[\\[]/g, '\\$&')}' is a semaphore`));
+  } finally {
+    sem.close();
+    NamedSemaphore.unlink(name);
+  }
+});
+
 test('usage errors exit 2 with one line on stderr', async () => {
   const name = uniqueName();
   const cases = [
@@ -98,7 +131,12 @@ test('usage errors exit 2 with one line on stderr', async () => {
     [['post', name, 'abc'], /N must be an integer from 1 to 2147483647, not 'abc'.*post --help/],
     [['post', name, '0'], /N must be an integer/],
     [['post', name, '2147483648'], /N must be an integer/],
-    [['create', name, '--value', '-1'], /--value/],
+    // A negative count is out of range, not an unknown option.
+    [['post', name, '-1'], /N must be an integer from 1 to 2147483647, not '-1'.*post --help/],
+    [['post', name, '-2.5'], /N must be an integer from 1 to 2147483647, not '-2.5'/],
+    [['create', name, '--value', '-1'], /--value must be an integer from 0 to 2147483647, not '-1'/],
+    [['watch', name, '--count=-3'], /--count must be an integer from 1 .*, not '-3'/],
+    [['post', name, '-x'], /unknown option '-x'/],
     [['create', name, '--value=1.5'], /--value must be an integer/],
     [['create', name, '--mode', '999'], /--mode must be octal/],
     [['create', name, '--exclusive=yes'], /'--exclusive' takes no value/],
@@ -286,8 +324,8 @@ test('gauges: get sums the shares, reap removes the dead ones, unlink removes ev
     assert.deepEqual(JSON.parse(r.stdout), { name: gauge, kind: 'gauge', value: 3 });
 
     // Semaphore operations do not apply to a gauge.
-    assertFails(await cli('post', gauge), 1, /^named-semaphore: ENOENT: .* is a gauge/);
-    assertFails(await cli('wait', gauge, '--timeout', '0'), 1, /is a gauge/);
+    assertFails(await cli('post', gauge), 1, /^named-semaphore: ERR_GAUGE_READ_ONLY: '.*' is a gauge, which only its processes change$/m);
+    assertFails(await cli('wait', gauge, '--timeout', '0'), 1, /^named-semaphore: ERR_GAUGE_READ_ONLY: .*is a gauge/);
 
     const holder = await holdShare(gauge, 4);
     assert.equal((await cli('get', gauge)).stdout, '7\n');

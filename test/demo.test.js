@@ -14,11 +14,16 @@ const { findNginx } = require('../examples/nginx-proxy');
 const withNginx = findNginx() !== null;
 let runs = 0;
 
-/** Starts the demo with a gauge and chart of its own; `until` may signal it when its output matches. */
-function runDemo(args, { until, signal = 'SIGINT', timeoutMs = 45000 } = {}) {
+/**
+ * Starts the demo with a gauge of its own, in a folder of its own (where its
+ * chart goes: `svg`, or under `out`); `until` may signal it when its output matches.
+ */
+function runDemo(args, { until, signal = 'SIGINT', timeoutMs = 45000, out } = {}) {
   const tag = `nsem-test-${process.pid}-demo-${++runs}`;
-  const svg = path.join(os.tmpdir(), `${tag}.svg`);
-  const child = spawn(process.execPath, [demo, '--gauge', `/${tag}`, '--svg', svg, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const cwd = fs.mkdtempSync(path.join(os.tmpdir(), `${tag}-`));
+  const svg = path.join(cwd, out ?? '', 'busy-demo.svg');
+  const outArgs = out === undefined ? [] : ['--out', out];
+  const child = spawn(process.execPath, [demo, '--gauge', `/${tag}`, ...outArgs, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let stdout = '';
     let stderr = '';
@@ -38,7 +43,7 @@ function runDemo(args, { until, signal = 'SIGINT', timeoutMs = 45000 } = {}) {
     child.on('error', reject);
     child.on('close', (code, sig) => {
       clearTimeout(timer);
-      resolve({ code, signal: sig, stdout, stderr, tag, svg, signalled });
+      resolve({ code, signal: sig, stdout, stderr, tag, svg, cwd, pid: child.pid, signalled });
     });
   });
 }
@@ -87,7 +92,7 @@ function checkTags(xml) {
 test('npm start: the short demo ends well, prints its summary and chart, leaves nothing behind', async (t) => {
   const started = Date.now();
   const run = await runDemo(['--short']);
-  t.after(() => fs.rmSync(run.svg, { force: true }));
+  t.after(() => fs.rmSync(run.cwd, { recursive: true, force: true }));
   try {
     // Its length is reported, not asserted: these machines are shared and noisy.
     t.diagnostic(`the short demo took ${Date.now() - started} ms`);
@@ -149,12 +154,22 @@ function checkShortRun(run) {
   }
   assert.equal((svg.match(/<rect class="step"/g) ?? []).length, 6, 'one band per load step');
   assert.match(svg, /SIGKILL worker \d+/);
+  // Bands say how many clients; the lesson is written where it happens.
+  for (const n of ['1 client<', '2 clients<', '4 clients<', '8 clients<', '16 clients<']) assert.ok(svg.includes(n), n);
+  const cpuQueued = Number(/^step 6\/6:[^]*?-> busy peak \d+, queued peak (\d+)/m.exec(stdout)[1]);
+  if (cpuQueued > 0) {
+    assert.match(svg, /<circle id="lesson"/);
+    assert.match(svg, /busy = 2: every worker is busy,/);
+  }
+  // The chart is where it said, in the current folder, and nowhere else.
+  assert.equal(fs.readdirSync(run.cwd).join(), 'busy-demo.svg');
+  assert.equal(fs.existsSync(path.join(os.tmpdir(), `busy-demo-${run.pid}.svg`)), false);
 
   assertNothingLeft(run);
 }
 
 test('Ctrl-C during the demo: exit 130, no worker and no semaphore left; without nginx it says what nginx would add', async () => {
-  const run = await runDemo(['--no-nginx'], { until: /^step 2\//m });
+  const run = await runDemo(['--no-nginx'], { until: /^step 2\//m, out: 'charts' });
   assert.match(run.stdout, /no nginx \(--no-nginx\): with nginx in front, the clients would go through it/);
   assert.doesNotMatch(run.stdout, /nginx in front on/);
   assert.ok(run.signalled, `the demo never reached step 2\n${run.stdout}\n${run.stderr}`);
@@ -163,6 +178,7 @@ test('Ctrl-C during the demo: exit 130, no worker and no semaphore left; without
   assert.ok(workerPids(run.stdout).length >= 2);
   assertNothingLeft(run);
   assert.equal(fs.existsSync(run.svg), false, 'no chart from an interrupted run');
+  fs.rmSync(run.cwd, { recursive: true, force: true });
 });
 
 test('SIGINT while the workers start, and SIGTERM mid-run, leave nothing behind either', async () => {
@@ -170,6 +186,7 @@ test('SIGINT while the workers start, and SIGTERM mid-run, leave nothing behind 
   assert.ok(early.signalled);
   assert.equal(early.code, 130, `exit ${early.code} (${early.signal})\n${early.stdout}\n${early.stderr}`);
   assertNothingLeft(early);
+  fs.rmSync(early.cwd, { recursive: true, force: true });
 
   const term = await runDemo(['--short'], { until: /^step 4\//m, signal: 'SIGTERM' });
   assert.ok(term.signalled);
@@ -177,4 +194,5 @@ test('SIGINT while the workers start, and SIGTERM mid-run, leave nothing behind 
   assertNothingLeft(term);
   const dir = /config and logs in (\S+)\)/.exec(term.stdout)?.[1];
   if (withNginx) assert.equal(fs.existsSync(dir), false, "nginx stopped and its folder removed");
+  fs.rmSync(term.cwd, { recursive: true, force: true });
 });

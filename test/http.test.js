@@ -363,7 +363,7 @@ test('two busyMiddleware on one response (an app-wide gauge and a per-route one)
 test('counts on one connection finished in any order: the rest give back when it closes, each exactly once', () => {
   // Out of order, as when one of several counts is finished by hand (the
   // Fastify plugin does): what the connection's close finds must be exact.
-  const { countRequest } = require('../dist/http');
+  const { countRequest } = require('../dist/counting');
   const { EventEmitter } = require('node:events');
   const g = new Gauge(uniqueName('http-order'));
   const countFour = (socket) =>
@@ -421,6 +421,40 @@ test('reapEvery and reapOnWorkerExit: stop functions; a gauge that does not exis
     gauge.close();
   } finally {
     Gauge.unlink(name);
+  }
+});
+
+test('reapEvery warns once per cause of failure, not at every interval; again after a success', async () => {
+  const gauge = new Gauge(uniqueName('http-reap-warn'));
+  // The causes, one per reap: each run of one cause warns once.
+  const causes = ['EACCES', 'EACCES', 'EACCES', 'EIO', 'EIO', null, 'EACCES', 'EACCES'];
+  let calls = 0;
+  gauge.reap = () => {
+    const code = causes[Math.min(calls++, causes.length - 1)];
+    if (code === null) return 0;
+    throw Object.assign(new Error(`${code}: could not`), { code });
+  };
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w);
+  process.on('warning', onWarning);
+  try {
+    const stop = reapEvery(gauge, 1);
+    assert.equal(await until(() => calls >= causes.length + 5, 5000), true);
+    stop();
+    await sleep(10); // warnings are emitted on the next tick
+    assert.deepEqual(
+      warnings.map((w) => [w.code, w.message.match(/E[A-Z]+/)[0]]),
+      [
+        ['NAMED_SEMAPHORE_REAP_FAILED', 'EACCES'],
+        ['NAMED_SEMAPHORE_REAP_FAILED', 'EIO'],
+        ['NAMED_SEMAPHORE_REAP_FAILED', 'EACCES'],
+      ],
+    );
+  } finally {
+    process.removeListener('warning', onWarning);
+    delete gauge.reap;
+    gauge.close();
+    Gauge.unlink(gauge.name);
   }
 });
 

@@ -7,6 +7,9 @@
 #     and no build/ or test/;
 #  3. installed with --ignore-scripts into an empty project, it loads from the
 #     prebuild alone: require() and ESM import, and its types compile;
+#     arethetypeswrong finds no problem in it; test/types/consumer.ts, which
+#     uses every entry point, passes strict tsc under every moduleResolution;
+#     every code block of README.md and docs/*.md runs (test/docs/run.js);
 #  4. without the prebuild it fails with the clear message, and the commands
 #     that message gives build it from source; then it loads from build/Release.
 #
@@ -159,6 +162,35 @@ quiet node "$here/node_modules/typescript/bin/tsc" --noEmit --strict --skipLibCh
   --module nodenext --moduleResolution nodenext --target es2022 --lib es2022,esnext.disposable \
   --typeRoots "$here/node_modules/@types" --types node "$app/check.ts"
 echo "tsc: ok"
+
+begin "arethetypeswrong: node10, node16 (CJS and ESM), bundler"
+quiet node "$here/node_modules/@arethetypeswrong/cli/dist/index.js" --profile strict "$tgz"
+echo "attw: no problems"
+
+begin "strict tsc of a consumer of every entry point (node10, node16 CJS and ESM, bundler), without fastify"
+types="$work/types"
+mkdir "$types"
+echo '{ "name": "pack-types-app", "version": "1.0.0", "private": true }' >"$types/package.json"
+quiet bash -c 'cd "$1" && npm install --ignore-scripts --no-audit --no-fund --prefer-offline "$2" prom-client@15 @types/node@20' _ "$types" "$tgz"
+[ ! -e "$types/node_modules/fastify" ] || fail "fastify got installed into the types check"
+cp "$here/test/types/consumer.ts" "$types/consumer.ts"
+cp "$here/test/types/consumer.ts" "$types/consumer.mts"
+cp "$here/test/types/fastify.mts" "$types/fastify.mts"
+tsc_strict() {
+  quiet bash -c 'cd "$1" && shift && node "$0" --noEmit --strict --skipLibCheck false --target es2022 --lib es2022,esnext.disposable --types node "$@"' \
+    "$here/node_modules/typescript/bin/tsc" "$types" "$@"
+}
+tsc_strict --module commonjs --moduleResolution node10 --esModuleInterop consumer.ts && echo "tsc node10 (CommonJS): ok"
+tsc_strict --module node16 --moduleResolution node16 consumer.ts && echo "tsc node16, CommonJS: ok"
+tsc_strict --module node16 --moduleResolution node16 consumer.mts && echo "tsc node16, ESM: ok"
+tsc_strict --module esnext --moduleResolution bundler consumer.ts && echo "tsc bundler: ok"
+quiet bash -c 'cd "$1" && npm install --ignore-scripts --no-audit --no-fund --prefer-offline fastify@5' _ "$types"
+tsc_strict --module node16 --moduleResolution node16 fastify.mts && echo "tsc with fastify, ESM default import and request.busy: ok"
+
+begin "every JavaScript and TypeScript block of README.md and docs/*.md, run as written"
+# In the consumer above (the package from the tarball, prom-client, fastify), with what the samples use.
+quiet bash -c 'cd "$1" && npm install --ignore-scripts --no-audit --no-fund --prefer-offline express@4 morgan@1' _ "$types"
+node "$src/test/docs/run.js" "$types" || fail "a documentation sample failed (above)"
 
 begin "no binary: the message"
 rm -rf "$pkg/prebuilds"
