@@ -141,7 +141,7 @@ function errorCode(error: unknown): string {
 type OddKind = 'symlink' | 'directory' | 'fifo' | 'special' | 'short' | 'foreign' | 'unreadable';
 
 interface Entry {
-  /** The semaphore name, escaped (see displayName) where it is not printable UTF-8. */
+  /** The semaphore name; escaped (see displayName) where it is no UTF-8. */
   name: string;
   kind: 'semaphore' | 'gauge' | OddKind;
   /** null when it could not be read (see error). */
@@ -178,6 +178,16 @@ export function displayName(bytes: Buffer): string {
     out += b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : b === 0x5c ? '\\\\' : `\\x${b.toString(16).padStart(2, '0')}`;
   }
   return out;
+}
+
+/**
+ * A file name's bytes as an entry's name: the name itself where it is UTF-8
+ * (--json keeps it exact; the table shows it escaped), else displayName's
+ * escaped form, the only text that can stand for it.
+ */
+function entryName(bytes: Buffer): string {
+  const text = bytes.toString('utf8');
+  return Buffer.from(text, 'utf8').equals(bytes) ? text : displayName(bytes);
 }
 
 /** What a file is, if it is no file a semaphore could be; null for a regular file long enough. */
@@ -222,7 +232,7 @@ function listAll(): Entry[] {
     const st = lstat(bytes);
     if (st === null) continue;
     const file = bytes.toString('utf8');
-    const name = '/' + displayName(bytes.subarray(4));
+    const name = '/' + entryName(bytes.subarray(4));
     const odd = oddKind(st);
     if (odd !== null) {
       entries.push(entry(name, odd, st));
@@ -242,7 +252,7 @@ function listAll(): Entry[] {
       if (kind === 'gone') continue;
       if (kind !== 'share') {
         const st = lstat(file);
-        if (st !== null) entries.push(entry('/' + displayName(Buffer.from(file.slice(4))), kind, st));
+        if (st !== null) entries.push(entry('/' + entryName(Buffer.from(file.slice(4))), kind, st));
         continue;
       }
       // A share whose generation is gone still shows, under its gauge.
@@ -258,13 +268,13 @@ function listAll(): Entry[] {
     const st = lstat(`sem.${file.slice(1)}`);
     if (st === null) return null;
     try {
-      return entry(displayName(Buffer.from(name)), kind, st, value());
+      return entry(entryName(Buffer.from(name)), kind, st, value());
     } catch (error) {
       const code = errorCode(error);
       if (code === 'ENOENT') return null;
       // A semaphore we may not open is listed as such; a gauge is known by its generation's name.
       const unreadable = kind === 'semaphore' && (code === 'EACCES' || code === 'EPERM');
-      return entry(displayName(Buffer.from(name)), unreadable ? 'unreadable' : kind, st, null, code);
+      return entry(entryName(Buffer.from(name)), unreadable ? 'unreadable' : kind, st, null, code);
     }
   };
   for (const name of semaphores) {
