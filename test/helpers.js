@@ -6,7 +6,7 @@ const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { NamedSemaphore } = require('..');
+const { NamedSemaphore, Gauge } = require('..');
 const { noIoUringLauncher, probeIoUring } = require('./no-io-uring');
 
 const created = new Set();
@@ -97,6 +97,16 @@ async function until(fn, timeoutMs = 5000, stepMs = 10) {
   return value;
 }
 
+/** A gauge's total, without reaping; 0 before it exists. */
+function gaugeTotal(name) {
+  try {
+    return Gauge.read(name);
+  } catch (error) {
+    if (error.code === 'ENOENT') return 0;
+    throw error;
+  }
+}
+
 /** Threads of this process. */
 function threadCount() {
   return fs.readdirSync('/proc/self/task').length;
@@ -159,6 +169,7 @@ module.exports = {
   until,
   threadCount,
   waiterCount,
+  gaugeTotal,
   readableCopy,
   noIoUringLauncher,
   probeIoUring,

@@ -15,21 +15,13 @@ const { busyPlugin } = require('../dist/fastify');
 const { reapOnWorkerExit, reapEvery } = require('../dist/cluster');
 const { reapGauge } = require('../dist/gauge');
 const { listShares } = require('../dist/shares');
-const { uniqueName, leftovers, fixture, sleep, until } = require('./helpers');
+const { uniqueName, leftovers, fixture, sleep, until, gaugeTotal } = require('./helpers');
 
 const C = 8; // concurrent keep-alive clients
 const DELAY = 300; // ms the slow handler takes
 const LOAD_MS = 2000;
 
-/** The gauge's total; 0 before any worker has opened it (they open it on their first request). */
-function read(name) {
-  try {
-    return Gauge.read(name);
-  } catch (error) {
-    if (error.code === 'ENOENT') return 0;
-    throw error;
-  }
-}
+const read = gaugeTotal; // 0 before any worker has opened it (they open it on their first request)
 
 /** Starts the cluster fixture; resolves once both workers listen. */
 async function startCluster(framework, name, ...flags) {

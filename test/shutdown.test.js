@@ -14,17 +14,9 @@ const { Gauge } = require('..');
 const { closeOnSignals } = require('../dist/cluster');
 const { listShares } = require('../dist/shares');
 const { reapGauge } = require('../dist/gauge');
-const { uniqueName, fixture, until } = require('./helpers');
+const { uniqueName, fixture, until, gaugeTotal } = require('./helpers');
 
-/** The gauge's total, without reaping; 0 before it exists. */
-function read(name) {
-  try {
-    return Gauge.read(name);
-  } catch (error) {
-    if (error.code === 'ENOENT') return 0;
-    throw error;
-  }
-}
+const read = gaugeTotal;
 
 /** Starts the fixture (optionally under a command prefix such as unshare); resolves once it listens. */
 async function start(args, prefix = [], { detached = false } = {}) {
