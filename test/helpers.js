@@ -139,11 +139,15 @@ function readableCopy() {
   for (let up = path.dirname(dir); up !== path.dirname(up); up = path.dirname(up)) {
     if ((fs.statSync(up).mode & 0o001) === 0) throw new Error(`readableCopy(): other users cannot enter ${up}; set TMPDIR to a folder they can`);
   }
-  const parts = ['package.json', 'dist', 'node_modules/node-gyp-build', 'prebuilds'];
+  const parts = ['package.json', 'dist', 'prebuilds'];
   for (const part of parts) {
     // dereference: a symlink (npm link, a linked node_modules) would lead back into the checkout.
     if (fs.existsSync(path.join(root, part))) fs.cpSync(path.join(root, part), path.join(dir, part), { recursive: true, dereference: true });
   }
+  // node-gyp-build wherever it is installed: in a checkout under the package,
+  // in a consumer folder (test/arm64.sh runs the tests from one) beside it.
+  const gypBuild = path.dirname(require.resolve('node-gyp-build/package.json', { paths: [root] }));
+  fs.cpSync(gypBuild, path.join(dir, 'node_modules', 'node-gyp-build'), { recursive: true, dereference: true });
   const release = path.join(root, 'build', 'Release');
   if (fs.existsSync(release)) {
     fs.mkdirSync(path.join(dir, 'build', 'Release'), { recursive: true });
