@@ -156,10 +156,12 @@ describe('x64 and arm64 processes share semaphores and gauges', { skip }, () => 
       // The arm64 share's name carries the start time the kernel gives that
       // process (qemu fakes /proc/<own pid>/stat; see lib/shares.ts).
       const pid = holder.child.pid;
-      const share = fs.readdirSync('/dev/shm').find((f) => f.startsWith(`sem.${name.slice(1)}~${pid}.`));
+      // sem.NAME~<pid namespace>.<pid>.<start time>.<nonce>
+      const pidns = String(fs.statSync(`/proc/${pid}/ns/pid`).ino);
+      const share = fs.readdirSync('/dev/shm').find((f) => f.startsWith(`sem.${name.slice(1)}~${pidns}.${pid}.`));
       assert.ok(share, 'no share file of the arm64 process');
       const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
-      assert.equal(share.split('.')[2], stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+      assert.equal(share.split('.')[3], stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
       holder.child.stdin.write('\n');
       assert.equal(await holder.next(), 'read 5 5 0', 'Gauge.read, .value and reap() from the arm64 side');
       holder.child.stdin.end(); // a normal end gives its share back
