@@ -83,6 +83,7 @@ void SharedSemaphore::Unref() {
 }
 
 struct WaiterPool::Thread {
+  WaiterPool* pool;
   pthread_t tid;
   std::vector<Queue*> queues;  // with waits, in the order they came
   uint32_t control = 0;        // futex word: bumped by each kick
@@ -259,25 +260,20 @@ WaiterPool::Thread* WaiterPool::ThreadForLocked() {
   if (least != nullptr && least->queues.size() < room) return least;
   if (!multiplexed || threads_.size() < kMaxThreads) {
     Thread* t = new Thread();
-    struct Start {
-      WaiterPool* pool;
-      Thread* thread;
-    };
-    Start* start = new Start{this, t};
-    auto main = [](void* arg) -> void* {
-      Start* s = static_cast<Start*>(arg);
-      s->pool->Run(s->thread);
-      delete s;
-      return nullptr;
-    };
-    if (pthread_create(&t->tid, nullptr, main, start) == 0) {
+    t->pool = this;
+    if (pthread_create(&t->tid, nullptr, ThreadMain, t) == 0) {
       threads_.push_back(t);
       return t;
     }
-    delete start;
     delete t;
   }
   return most;  // nullptr if no thread could start
+}
+
+void* WaiterPool::ThreadMain(void* thread) {
+  Thread* t = static_cast<Thread*>(thread);
+  t->pool->Run(t);
+  return nullptr;
 }
 
 void WaiterPool::JoinFinishedLocked() {
@@ -364,11 +360,12 @@ bool WaiterPool::ServeLocked(Thread* t, int64_t now, int64_t* wake_at) {
 }
 
 // Where glibc's layout is not confirmed there is no futex word to sleep on:
-// the thread blocks in sem_clockwait, in slices, so that kicks are seen
-// within one. (Never on x86-64 or arm64 glibc.)
+// the thread blocks in sem_clockwait until wake_at, at most one slice away
+// (see Run), so that kicks are seen within one. (Never on x86-64 or arm64
+// glibc.)
 void WaiterPool::SleepInSemWaitLocked(Queue* q, int64_t wake_at) {
   pthread_mutex_unlock(&mu_);
-  int err = WaitUntil(q->sem->sem(), std::min(wake_at, MonotonicNowNs() + kSliceNs));
+  int err = WaitUntil(q->sem->sem(), wake_at);
   pthread_mutex_lock(&mu_);
   if (err == 0 && !q->deleting && !q->pending.empty()) {
     SettleLocked(q, q->pending.front().id, 0);

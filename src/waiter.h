@@ -89,7 +89,7 @@ class WaiterPool {
 
  private:
   struct Thread;
-  static void* ThreadMain(void* arg);
+  static void* ThreadMain(void* thread);
   void Run(Thread* t);
   bool ServeLocked(Thread* t, int64_t now, int64_t* wake_at);
   void SettleLocked(Queue* q, double id, int err);
