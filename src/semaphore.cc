@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -202,9 +203,7 @@ bool HasClockWait() { return ClockWait() != nullptr; }
 namespace {
 
 // Whether a semaphore's first 32 bits are its value, for every value tried.
-bool ValueWordMatches() {
-#if defined(__GLIBC__) && (defined(__x86_64__) || defined(__aarch64__)) && \
-    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+bool ValueHalfMatches() {
   sem_t sem;
   if (sem_init(&sem, 0, 0) != 0) return false;
   const volatile int32_t* word = reinterpret_cast<const volatile int32_t*>(&sem);
@@ -219,6 +218,48 @@ bool ValueWordMatches() {
   }
   sem_destroy(&sem);
   return matches;
+}
+
+void* WaitOnce(void* sem) {
+  while (sem_wait(static_cast<sem_t*>(sem)) != 0 && errno == EINTR) {
+  }
+  return nullptr;
+}
+
+// Whether the next 32 bits count the threads blocked in sem_wait: 1 while a
+// thread waits, 0 once a post let it go. glibc before 2.21 kept that count
+// elsewhere, where a value-only check passes, and sem_post would not wake a
+// waiter that AddWaiter counted, nor would a gauge's plain store leave the
+// count alone.
+bool WaiterHalfMatches() {
+  sem_t sem;
+  if (sem_init(&sem, 0, 0) != 0) return false;
+  const volatile uint32_t* waiters = reinterpret_cast<const volatile uint32_t*>(&sem) + 1;
+  pthread_t waiter;
+  if (pthread_create(&waiter, nullptr, WaitOnce, &sem) != 0) {
+    sem_destroy(&sem);
+    return false;  // no thread to try with: not confirmed
+  }
+  bool counted = false;
+  const struct timespec pause = {0, 50000};
+  for (int i = 0; i < 40000 && !counted; i++) {  // up to 2 s for the thread to block
+    counted = *waiters == 1;
+    if (!counted) nanosleep(&pause, nullptr);
+  }
+  sem_post(&sem);
+  pthread_join(waiter, nullptr);
+  int value = -1;
+  bool matches = counted && *waiters == 0 && sem_getvalue(&sem, &value) == 0 && value == 0;
+  sem_destroy(&sem);
+  return matches;
+}
+
+// The whole 64-bit word as glibc 2.21+ lays it out on a 64-bit
+// little-endian machine: the value, then the waiter count.
+bool ValueWordMatches() {
+#if defined(__GLIBC__) && (defined(__x86_64__) || defined(__aarch64__)) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  return ValueHalfMatches() && WaiterHalfMatches();
 #else
   return false;
 #endif

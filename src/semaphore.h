@@ -69,11 +69,13 @@ int WaitUntil(sem_t* sem, int64_t deadline_ns);
 // CLOCK_MONOTONIC. Otherwise they use sem_timedwait in short slices.
 bool HasClockWait();
 
-// The 32-bit word that sem_getvalue reads, or nullptr. glibc on a 64-bit
-// little-endian machine keeps a semaphore's value in the low half of its
-// first 64-bit word (the high half counts waiters), so the value can be read
-// with one atomic load of that word, here or from JavaScript. Checked against
-// sem_getvalue once per process; nullptr on any other libc or layout.
+// The 32-bit word that sem_getvalue reads, or nullptr. glibc (2.21+) on a
+// 64-bit little-endian machine keeps a semaphore's value in the low half of
+// its first 64-bit word and counts the threads blocked in sem_wait in the
+// high half, so the value can be read with one load of that word, here or
+// from JavaScript. Checked once per process, both halves: against
+// sem_getvalue, and with a thread blocked in sem_wait; nullptr on any other
+// libc or layout.
 const int32_t* ValueWord(sem_t* sem);
 bool HasValueWord();  // whether ValueWord works in this process
 // ValueWord without the check, for loops that made it once.
