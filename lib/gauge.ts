@@ -46,6 +46,7 @@ function check(err: number | undefined, syscall: string, name: string): void {
   if (err !== undefined && err !== 0) throw new SemaphoreError(err, syscall, name);
 }
 
+const { SEM_VALUE_MAX } = validate;
 const EEXIST = 17;
 const ENOENT = 2;
 const EOVERFLOW = 75;
@@ -133,24 +134,76 @@ function createShare(gauge: string, mode: number): { handle: NativeHandle; name:
   }
 }
 
-/** Lists the shares again and points the sum at them; returns their names. */
-function refresh(sumId: number, gauge: string): string[] {
-  const generation = binding.sumGeneration(sumId); // read before listing, so no change is missed
-  if (generation < 0) throw new SemaphoreError(-generation, 'sem_getvalue', gauge);
-  const names = shares.listShares(gauge).map((s) => s.name);
-  check(binding.sumReset(sumId, generation, names), 'sem_open', gauge);
-  return names;
+// Int32 elements from one slot of a sum's words to the next (see SumSlots).
+const SLOT = binding.sumSlotBytes / 4;
+
+/**
+ * The total of a gauge's shares. Where the addon maps them for JavaScript
+ * (see SumSlots), it is summed here with plain loads: each share's owner
+ * stores to its word, and no call is needed until the share set changes.
+ * Elsewhere, one call to the native sum.
+ */
+class ShareTotal {
+  readonly #gauge: string;
+  readonly #sumId: number;
+  #buffer: ArrayBuffer | undefined;
+  #words: Int32Array | null = null; // null: the native sum
+  #end = 0; // index past the last share's word
+  #seen = -1; // the generation the shares were listed at
+
+  constructor(gauge: string, sumId: number) {
+    this.#gauge = gauge;
+    this.#sumId = sumId;
+  }
+
+  /**
+   * The total, with no call into the addon; -1 if it must be read the slow
+   * way: the shares changed, or there are no words to read.
+   */
+  fast(): number {
+    const words = this.#words;
+    // A detached buffer (the sum closed) reads undefined: never the generation.
+    if (words === null || words[0] !== this.#seen) return -1;
+    let total = 0;
+    for (let i = SLOT, end = this.#end; i < end; i += SLOT) total += words[i];
+    return total;
+  }
+
+  /** The total; `listed`, if given, sees the share names whenever they are listed again. */
+  read(listed?: (names: string[]) => void): number {
+    for (;;) {
+      const total = this.#words !== null ? this.fast() : sumHot(this.#sumId);
+      if (total >= 0) return total;
+      if (this.#words === null && total !== -errno.ESTALE) throw new SemaphoreError(-total, 'sem_getvalue', this.#gauge);
+      const names = this.#relist();
+      listed?.(names);
+    }
+  }
+
+  /** Lists the shares again and maps them; returns their names. */
+  #relist(): string[] {
+    const generation = binding.sumGeneration(this.#sumId); // read before listing, so no change is missed
+    if (generation < 0) throw new SemaphoreError(-generation, 'sem_getvalue', this.#gauge);
+    const names = shares.listShares(this.#gauge).map((s) => s.name);
+    const slots = binding.sumReset(this.#sumId, generation, names);
+    if (typeof slots === 'number') throw new SemaphoreError(slots, 'sem_open', this.#gauge);
+    if (slots.words === undefined) {
+      this.#words = null;
+    } else {
+      if (slots.words !== this.#buffer) {
+        this.#buffer = slots.words;
+        this.#words = new Int32Array(slots.words);
+      }
+      this.#end = SLOT * (slots.count + 1);
+      this.#seen = generation;
+    }
+    return names;
+  }
 }
 
-/** The total; `listed`, if given, sees the share names whenever they are listed again. */
-function readSum(sumId: number, gauge: string, listed?: (names: string[]) => void): number {
-  for (;;) {
-    const total = sumHot(sumId);
-    if (total >= 0) return total;
-    if (total !== -errno.ESTALE) throw new SemaphoreError(-total, 'sem_getvalue', gauge);
-    const names = refresh(sumId, gauge);
-    listed?.(names);
-  }
+/** A view of a share's value word, for its owner to store to; null where there is none. */
+function ownWord(share: NativeHandle): Int32Array | null {
+  return share.word === undefined ? null : new Int32Array(share.word);
 }
 
 function openSum(gauge: string): NativeHandle {
@@ -218,6 +271,12 @@ export class Gauge {
   readonly #generation: NativeHandle;
   readonly #sum: NativeHandle;
   readonly #sumId: number;
+  readonly #total: ShareTotal;
+  // The share's value word, where glibc's layout was confirmed: only this
+  // object writes the share, so it publishes #local with a plain store, no
+  // call (see "The gauge at memory speed" in docs/how-it-works.md). null:
+  // closed, or the native calls.
+  #own: Int32Array | null = null;
   #local = 0;
 
   constructor(name: string, options?: GaugeOptions) {
@@ -249,6 +308,8 @@ export class Gauge {
       this.#shareId = share.id;
       this.#sum = sum;
       this.#sumId = this.#sum.id;
+      this.#own = ownWord(share);
+      this.#total = new ShareTotal(this.name, this.#sumId);
       break;
     }
     openGauges.add(this);
@@ -260,7 +321,7 @@ export class Gauge {
     const gauge = gaugeName(name);
     const sum = openSum(gauge);
     try {
-      return readSum(sum.id, gauge);
+      return new ShareTotal(gauge, sum.id).read();
     } finally {
       binding.close(sum.id);
     }
@@ -291,35 +352,54 @@ export class Gauge {
 
   /** The total over every process on the host. */
   get value(): number {
+    const total = this.#share !== null ? this.#total.fast() : -1;
+    if (total >= 0) return total;
     this.#open();
-    return readSum(this.#sumId, this.name, this.#checkOwn);
+    return this.#total.read(this.#checkOwn);
   }
 
   /** Adds `count` (default 1) for this object. Never blocks. */
   release(count?: number): void {
-    const id = this.#open();
-    if (count === undefined) {
-      check(postHot(id), 'sem_post', this.name);
-      this.#local++;
+    const own = this.#own;
+    const local = this.#local;
+    // The share holds what we last stored, unless another process wrote it.
+    if (count === undefined && own !== null && own[0] === local && local < SEM_VALUE_MAX) {
+      own[0] = this.#local = local + 1;
       return;
     }
-    const n = validate.count(count);
-    check(binding.postCount(id, n), 'sem_post', this.name);
-    this.#local += n;
+    this.#releaseSlowly(count === undefined ? 1 : validate.count(count));
+  }
+
+  #releaseSlowly(n: number): void {
+    const id = this.#open();
+    if (this.#own === null) {
+      check(n === 1 ? postHot(id) : binding.postCount(id, n), 'sem_post', this.name);
+      this.#local += n;
+      return;
+    }
+    if (this.#own[0] !== this.#local) this.#shareLost();
+    if (this.#local + n > SEM_VALUE_MAX) throw new SemaphoreError(EOVERFLOW, 'sem_post', this.name);
+    this.#own[0] = this.#local += n;
   }
 
   /**
    * Adds 1 for this object and returns the total over every process, this 1
-   * included: release() then value, in one native call (what busyMiddleware
-   * does for each request). If it throws, nothing changed.
+   * included: release() then value (what busyMiddleware does for each
+   * request), in at most one native call. If it throws, nothing changed.
    */
   releaseAndRead(): number {
-    const total = postAndSumHot(this.#open(), this.#sumId);
-    if (total !== undefined && total < 0) throw new SemaphoreError(-total, 'sem_post', this.name);
-    this.#local++;
-    if (total !== undefined) return total;
+    if (this.#own !== null) {
+      this.release();
+      const total = this.#total.fast();
+      if (total >= 0) return total;
+    } else {
+      const total = postAndSumHot(this.#open(), this.#sumId);
+      if (total !== undefined && total < 0) throw new SemaphoreError(-total, 'sem_post', this.name);
+      this.#local++;
+      if (total !== undefined) return total;
+    }
     try {
-      return readSum(this.#sumId, this.name, this.#checkOwn); // the shares changed: list them again
+      return this.#total.read(this.#checkOwn); // the shares changed: list them again
     } catch (error) {
       this.acquire();
       throw error;
@@ -328,9 +408,23 @@ export class Gauge {
 
   /** Takes back `count` (default 1). Never blocks; ERR_GAUGE_UNDERFLOW if this object holds less. */
   acquire(count?: number): void {
-    const n = count === undefined ? 1 : validate.count(count);
+    const own = this.#own;
+    const local = this.#local;
+    if (count === undefined && own !== null && own[0] === local && local > 0) {
+      own[0] = this.#local = local - 1;
+      return;
+    }
+    this.#acquireSlowly(count === undefined ? 1 : validate.count(count));
+  }
+
+  #acquireSlowly(n: number): void {
     const id = this.#open();
     if (n > this.#local) throw gaugeUnderflow(this.name, n, this.#local);
+    if (this.#own !== null) {
+      if (this.#own[0] !== this.#local) this.#shareLost();
+      this.#own[0] = this.#local -= n;
+      return;
+    }
     // Only this object writes its share, so the tokens are there, unless
     // someone took them: a reap that judged us dead (another PID namespace of
     // an older version, a mistaken admin), or a hand that drained the file.
@@ -350,7 +444,8 @@ export class Gauge {
   };
 
   /**
-   * Our share was emptied or removed under us: the total lacks what we hold. Never
+   * Our share was emptied, written or removed by another process: the total
+   * lacks what we hold (or counts what we do not). Never
    * negative and never a throw into the caller (a request must be served):
    * warn once, and heal by moving what we still hold into a new share.
    */
@@ -366,6 +461,7 @@ export class Gauge {
       binding.close(this.#shareId); // the old one: drained (empty) and its name removed
       this.#share = handle;
       this.#shareId = handle.id;
+      this.#own = ownWord(handle);
       this.#shareName = name;
       bump(this.#generation);
     } catch {
@@ -394,6 +490,7 @@ export class Gauge {
   close(): void {
     if (this.#share === null) return;
     this.#share = null;
+    this.#own = null;
     binding.close(this.#shareId); // drains and unlinks the share (see src/addon.cc)
     this.#local = 0;
     bump(this.#generation);

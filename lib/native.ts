@@ -12,8 +12,9 @@ export interface NativeHandle {
   readonly id: number;
   /**
    * A semaphore's value word (4 bytes; see nsem::ValueWord in
-   * src/semaphore.h), for Atomics.load: reading the value without a call.
-   * Absent where the libc's layout was not confirmed.
+   * src/semaphore.h): reading the value without a call, and for a gauge's
+   * own share, writing it (see lib/gauge.ts). Absent where the libc's layout
+   * was not confirmed. Detached (length 0) once the handle is closed.
    */
   readonly word?: ArrayBuffer;
 }
@@ -72,8 +73,8 @@ export interface Binding {
   openSum(generationName: string): NativeHandle | number;
   /** The generation semaphore's value, or -errno. */
   sumGeneration(id: number): number;
-  /** Opens these shares, listed after `generation` was read. 0 or an errno. */
-  sumReset(id: number, generation: number, names: string[]): number;
+  /** Maps these shares, listed after `generation` was read: what JavaScript needs to sum them, or an errno. */
+  sumReset(id: number, generation: number, names: string[]): SumSlots | number;
   /** For the sum in the call slots: undefined (the total is in slot 1), or an errno; ESTALE when the shares must be listed again. */
   sum(): number | undefined;
   /**
@@ -105,6 +106,20 @@ export interface Binding {
   readonly hasClockWait: boolean;
   /** Whether a waiter thread sleeps on many semaphores at once (futex_waitv), or on one. */
   readonly waitersShareThreads: boolean;
+  /** Bytes from one slot of SumSlots.words to the next (the page size). */
+  readonly sumSlotBytes: number;
+}
+
+/**
+ * A sum's shares as sumReset mapped them (see nsem::SumWords in
+ * src/share_sum.h): `count` shares, and where glibc's layout was confirmed,
+ * `words`: slot 0 holds the generation semaphore, slots 1 to count the
+ * shares, each slot's first 4 bytes its value word. The same buffer as the
+ * last reset's unless the slots moved (then the old one is detached).
+ */
+export interface SumSlots {
+  readonly count: number;
+  readonly words?: ArrayBuffer;
 }
 
 /**

@@ -314,8 +314,6 @@ napi_value Cancel(napi_env env, napi_callback_info info) {
   return Bool(env, CancelWait(data, h, wait_id));
 }
 
-void DetachWord(napi_env env, Handle* h);
-
 // close(id) -> 0, for a semaphore or a sum; idempotent. Outstanding waits are
 // forgotten (JavaScript rejects them) and their tokens posted back.
 napi_value Close(napi_env env, napi_callback_info info) {
@@ -324,7 +322,9 @@ napi_value Close(napi_env env, napi_callback_info info) {
   EnvData* data = Args(env, info, argv, &argc);
   if (data == nullptr) return Int(env, 0);
   uint64_t id = GetId(env, argv[0]);
-  if (Handle* h = FindById<Handle>(data, id)) DetachWord(env, h);
+  // Unmapped now, not whenever the collector finds the buffers.
+  if (Handle* h = FindById<Handle>(data, id)) h->word.Detach(env);
+  if (SumHandle* h = FindById<SumHandle>(data, id)) h->words.Detach(env);
   CloseId(data, id);
   return Int(env, 0);
 }
@@ -337,7 +337,13 @@ napi_value SumGeneration(napi_env env, napi_callback_info info) {
   return Int(env, h == nullptr ? -kBadHandle : h->sum.Generation());
 }
 
-// sumReset(id, generation, names[]) -> 0 | errno
+// sumReset(id, generation, names[]) -> { count, words? } | errno
+// count: how many shares were mapped (names that are gone or no shares are
+// skipped). words: where the layout is glibc's (see nsem::ValueWord), an
+// ArrayBuffer over the sum's slots (see nsem::SumWords) for JavaScript to
+// sum: slot 0's first word the generation, slots 1 to count the shares'.
+// The same buffer as the last reset's unless the slots moved; then the old
+// one is detached.
 napi_value SumReset(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   size_t argc;
@@ -366,7 +372,31 @@ napi_value SumReset(napi_env env, napi_callback_info info) {
   // Found again: an element's getter is JavaScript, which may have closed it.
   SumHandle* h = Find<SumHandle>(env, data, argv[0]);
   if (h == nullptr) return Int(env, kBadHandle);
-  return Int(env, h->sum.Reset(static_cast<int>(generation), pointers));
+  int err = h->sum.Reset(static_cast<int>(generation), pointers);
+  if (err != 0) return Int(env, err);
+  nsem::SumWords* words = h->sum.words();
+  napi_value buffer = nullptr;
+  if (nsem::HasValueWord()) {
+    buffer = h->words.Get(env);
+    if (buffer != nullptr) {
+      void* at = nullptr;
+      size_t bytes = 0;
+      napi_get_arraybuffer_info(env, buffer, &at, &bytes);
+      if (at != words->base()) buffer = nullptr;  // the old slots: a new buffer
+    }
+    if (buffer == nullptr) buffer = h->words.Create(env, words, words->base(), words->bytes());
+  }
+  napi_value result;
+  napi_property_descriptor props[2] = {
+      {"count", nullptr, nullptr, nullptr, nullptr, nullptr, napi_default_jsproperty, nullptr},
+      {"words", nullptr, nullptr, nullptr, nullptr, buffer, napi_default_jsproperty, nullptr},
+  };
+  if (napi_create_object(env, &result) != napi_ok ||
+      napi_create_double(env, static_cast<double>(h->sum.size()), &props[0].value) != napi_ok ||
+      napi_define_properties(env, result, buffer != nullptr ? 2 : 1, props) != napi_ok) {
+    return Int(env, ENOMEM);
+  }
+  return result;
 }
 
 // sum() -> undefined (the total is in slot 1) | errno (ESTALE: list the
@@ -414,50 +444,14 @@ void FinalizeToken(napi_env, void* id, void* hint) {
   MaybeFreeEnvData(data);
 }
 
-void EndLease(napi_env, void*, void* hint) {
-  WordLease* lease = static_cast<WordLease*>(hint);
-  if (lease->shared != nullptr) lease->shared->Unref();
-  delete lease;
-}
-
-// The semaphore's value word (see nsem::ValueWord) as a 4-byte ArrayBuffer,
-// so that JavaScript reads the value with Atomics.load instead of a call;
-// nullptr where there is none (or the runtime allows no external buffers:
-// value() stays a call). The buffer holds a reference on the semaphore, so
-// the mapping outlives every view of it, until close() detaches the buffer
-// (see DetachWord).
+// The semaphore's value word (see nsem::ValueWord) as a 4-byte ArrayBuffer:
+// JavaScript reads the value with Atomics.load instead of a call, and a
+// gauge writes its own share (see lib/gauge.ts). nullptr where there is
+// none: value() stays a call.
 napi_value ValueWordBuffer(napi_env env, Handle* h) {
   const int32_t* word = nsem::ValueWord(h->shared->sem());
   if (word == nullptr) return nullptr;
-  WordLease* lease = new WordLease{h->shared};
-  h->shared->Ref();
-  napi_value buffer;
-  if (napi_create_external_arraybuffer(env, const_cast<int32_t*>(word), sizeof *word, EndLease,
-                                       lease, &buffer) != napi_ok) {
-    EndLease(env, nullptr, lease);
-    return nullptr;
-  }
-  if (napi_create_reference(env, buffer, 0, &h->word_buffer) == napi_ok) h->word_lease = lease;
-  return buffer;
-}
-
-// At close(): empties the value word's buffer, if it still lives, and lets go
-// of its reference, so the semaphore is unmapped now rather than whenever
-// the collector finds the buffer. A view read afterwards has length 0.
-void DetachWord(napi_env env, Handle* h) {
-  napi_value buffer = nullptr;
-  if (h->word_buffer == nullptr ||
-      napi_get_reference_value(env, h->word_buffer, &buffer) != napi_ok || buffer == nullptr) {
-    return;  // collected: its finalizer let go
-  }
-  WordLease* lease = h->word_lease;
-  SharedSemaphore* shared = lease->shared;
-  lease->shared = nullptr;  // before detaching, which may run EndLease
-  if (napi_detach_arraybuffer(env, buffer) == napi_ok) {
-    shared->Unref();
-  } else {
-    lease->shared = shared;  // still readable: keep the mapping
-  }
+  return h->word.Create(env, h->shared, const_cast<int32_t*>(word), sizeof *word);
 }
 
 // Registers b (taking ownership; `sem` for a semaphore) and returns its { id }
@@ -527,12 +521,12 @@ napi_value OpenSum(napi_env env, napi_callback_info info) {
   EnvData* data = Args(env, info, argv, &argc);
   char name[256];
   if (data == nullptr || !GetName(env, argv[0], name, sizeof name)) return Int(env, EINVAL);
-  sem_t* sem = nullptr;
-  int err = nsem::Open(name, false, false, 0, 0, &sem);
-  if (err != 0) return Int(env, err);
-  nsem::Trust trust;  // unknown if the file went meanwhile: shares are then only checked as files
-  nsem::TrustOf(name, &trust);
-  return NewToken(env, data, new SumHandle(sem, trust), nullptr);
+  SumHandle* h = new SumHandle(data);
+  if (int err = h->sum.Open(name)) {
+    delete h;
+    return Int(env, err);
+  }
+  return NewToken(env, data, h, nullptr);
 }
 
 // ---- module functions without a handle -----------------------------------------
@@ -742,6 +736,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("hasClockWait", Napi::Boolean::New(env, nsem::HasClockWait()));
   // Whether a waiter thread sleeps on many semaphores (futex_waitv) or one.
   exports.Set("waitersShareThreads", Napi::Boolean::New(env, WaiterPool::Multiplexed()));
+  // Bytes from one slot of a sum's words to the next (see sumReset).
+  exports.Set("sumSlotBytes", Napi::Number::New(env, static_cast<double>(nsem::SumWords::SlotBytes())));
   return exports;
 }
 

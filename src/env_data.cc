@@ -12,9 +12,14 @@ size_t Handle::Release() {
     nsem::Unlink(share_name.c_str());
   }
   size_t outstanding = EndWaits(data, this);
-  if (word_buffer != nullptr) napi_delete_reference(data->env, word_buffer);
+  word.Forget(data->env);
   shared->Unref();
   return outstanding;
+}
+
+size_t SumHandle::Release() {
+  words.Forget(data->env);
+  return 0;
 }
 
 void ChangeWaitsInFlight(EnvData* data, ptrdiff_t delta) {

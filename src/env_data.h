@@ -14,6 +14,7 @@
 
 #include "futex_ring.h"
 #include "handle_table.h"
+#include "mapped_buffer.h"
 #include "share_sum.h"
 #include "waiter.h"
 
@@ -70,12 +71,6 @@ struct EnvData {
   }
 };
 
-// What the value word's ArrayBuffer holds: a reference on the semaphore,
-// until the buffer is collected or close() detaches it.
-struct WordLease {
-  SharedSemaphore* shared;
-};
-
 // An open semaphore.
 struct Handle : Bound {
   static constexpr Kind kKind = Kind::kSemaphore;
@@ -90,17 +85,18 @@ struct Handle : Bound {
   SharedSemaphore* const shared;
   nsem::RingWaits ring_waits;          // waits served by the ring
   WaiterPool::Queue* queue = nullptr;  // waits served by threads, once there is one
-  napi_ref word_buffer = nullptr;      // weak: the value word's buffer, to detach at close
-  WordLease* word_lease = nullptr;     // valid while word_buffer's target lives
+  MappedBuffer<SharedSemaphore> word;  // the value word's, detached at close
   const std::string share_name;        // set for a gauge's own share
 };
 
 // The sum over a gauge's shares.
 struct SumHandle : Bound {
   static constexpr Kind kKind = Kind::kSum;
-  SumHandle(sem_t* generation, const nsem::Trust& trust) : Bound(kKind), sum(generation, trust) {}
-  size_t Release() override { return 0; }  // ~ShareSum closes the semaphores
+  explicit SumHandle(EnvData* d) : Bound(kKind), data(d) {}
+  size_t Release() override;  // ~ShareSum unmaps (when no buffer holds the words)
+  EnvData* const data;
   nsem::ShareSum sum;
+  MappedBuffer<nsem::SumWords> words;  // over sum.words(), detached at close
 };
 
 constexpr int kBadHandle = EBADF;  // an id that is not open: closed, stale, forged

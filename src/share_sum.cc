@@ -76,15 +76,14 @@ ShareKind KindOf(const char* name, const Trust& trust) {
   return Judge(st, trust);
 }
 
-int OpenShare(const char* name, const Trust& trust, bool writable, sem_t** out, ShareKind* kind) {
+int OpenShare(const char* name, const Trust& trust, bool writable, int* fd, ShareKind* kind) {
   char path[sizeof "/dev/shm/sem." + NAME_MAX];
-  *out = nullptr;
+  *fd = -1;
   if (int err = PathOf(name, &path)) return err;  // as sem_open refuses such a name
   // O_NONBLOCK: a FIFO opens at once (and is then refused), O_NOFOLLOW: a
   // symlink fails with ELOOP; what was opened is judged, not the name.
-  int fd =
-      open(path, (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-  if (fd < 0) {
+  int f = open(path, (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (f < 0) {
     int err = errno;
     if (err == EMFILE || err == ENFILE || err == ENOMEM) return err;
     *kind = err == ENOENT                   ? kGone
@@ -94,23 +93,14 @@ int OpenShare(const char* name, const Trust& trust, bool writable, sem_t** out, 
     return 0;
   }
   struct statx st;
-  int err = StatOf(fd, "", AT_EMPTY_PATH, &st);
-  *kind = err != 0 ? kGone : Judge(st, trust);
+  *kind = StatOf(f, "", AT_EMPTY_PATH, &st) != 0 ? kGone : Judge(st, trust);
   if (*kind == kShare) {
-    void* map = mmap(nullptr, sizeof(sem_t), writable ? PROT_READ | PROT_WRITE : PROT_READ,
-                     MAP_SHARED, fd, 0);
-    if (map == MAP_FAILED) {
-      err = errno;
-      close(fd);
-      return err;
-    }
-    *out = static_cast<sem_t*>(map);
+    *fd = f;
+  } else {
+    close(f);
   }
-  close(fd);
   return 0;
 }
-
-void CloseShare(sem_t* share) { munmap(share, sizeof(sem_t)); }
 
 int CreateWhole(const char* name, unsigned mode, unsigned value, int gid) {
   char path[sizeof "/dev/shm/sem." + NAME_MAX];
@@ -142,44 +132,118 @@ int CreateWhole(const char* name, unsigned mode, unsigned value, int gid) {
 }
 
 int64_t ReapShare(const char* name, const Trust& trust) {
-  sem_t* share = nullptr;
+  int fd = -1;
   ShareKind kind = kGone;
-  if (OpenShare(name, trust, true, &share, &kind) != 0 || share == nullptr) return -1;
+  if (OpenShare(name, trust, true, &fd, &kind) != 0 || fd < 0) return -1;
+  void* map = mmap(nullptr, sizeof(sem_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (map == MAP_FAILED) return -1;
   // Several reapers may drain one share at once: each token goes to one.
-  int64_t taken = Drain(share);
+  int64_t taken = Drain(static_cast<sem_t*>(map));
   Unlink(name);
-  CloseShare(share);
+  munmap(map, sizeof(sem_t));
   return taken;
 }
 
-ShareSum::~ShareSum() {
-  CloseShares();
-  Close(generation_);
+size_t SumWords::SlotBytes() {
+  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return page;
 }
 
-void ShareSum::CloseShares() {
-  for (sem_t* s : shares_) CloseShare(s);
-  shares_.clear();
+SumWords* SumWords::Create(size_t slots) {
+  void* base = mmap(nullptr, slots * SlotBytes(), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) return nullptr;
+  return new SumWords(static_cast<char*>(base), slots);
+}
+
+SumWords::~SumWords() { munmap(base_, bytes()); }
+
+void SumWords::Unref() {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+}
+
+int SumWords::Map(size_t i, int fd) {
+  void* at = mmap(Slot(i), sizeof(sem_t), PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
+  return at == MAP_FAILED ? errno : 0;
+}
+
+void SumWords::Clear(size_t i) {
+  // If this fails (no memory to split the mapping), the file stays mapped:
+  // still readable, never a hole.
+  mmap(Slot(i), SlotBytes(), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+}
+
+int ShareSum::Open(const char* generation_name) {
+  char path[sizeof "/dev/shm/sem." + NAME_MAX];
+  if (int err = PathOf(generation_name, &path)) return err;
+  // Read-write, as sem_open opens it: who may not write the gauge may not read it either.
+  int fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  struct statx st;
+  int err = StatOf(fd, "", AT_EMPTY_PATH, &st);
+  if (err == 0 && !S_ISREG(st.stx_mode)) err = S_ISDIR(st.stx_mode) ? EISDIR : EINVAL;
+  if (err == 0 && st.stx_size < sizeof(sem_t)) err = EINVAL;  // would raise SIGBUS when read
+  SumWords* words = err == 0 ? SumWords::Create(1) : nullptr;
+  if (err == 0 && words == nullptr) err = ENOMEM;
+  if (err == 0) err = words->Map(0, fd);
+  if (err != 0) {
+    if (words != nullptr) words->Unref();
+    close(fd);
+    return err;
+  }
+  generation_fd_ = fd;
+  words_ = words;
+  trust_.known = true;
+  trust_.uid = st.stx_uid;
+  trust_.gid = st.stx_gid;
+  trust_.mode = st.stx_mode & 07777;
+  return 0;
+}
+
+ShareSum::~ShareSum() {
+  if (words_ != nullptr) words_->Unref();
+  if (generation_fd_ >= 0) close(generation_fd_);
+}
+
+void ShareSum::ClearShares() {
+  for (size_t i = 1; i <= shares_; i++) words_->Clear(i);
+  shares_ = 0;
 }
 
 int ShareSum::Generation() const {
   int value = 0;
-  int err = GetValue(generation_, &value);
+  int err = GetValue(generation(), &value);
   return err == 0 ? value : -err;
 }
 
 int ShareSum::Reset(int generation, const std::vector<const char*>& names) {
-  CloseShares();
+  ClearShares();
   generation_seen_ = -1;
-  for (const char* name : names) {
-    sem_t* s = nullptr;
-    ShareKind kind = kGone;
-    int err = OpenShare(name, trust_, false, &s, &kind);
+  if (words_->slots() < names.size() + 1) {
+    // Room for twice as many, so a gauge that grows share by share is
+    // mapped again only now and then.
+    SumWords* bigger = SumWords::Create(2 * names.size() + 2);
+    int err = bigger == nullptr ? ENOMEM : bigger->Map(0, generation_fd_);
     if (err != 0) {
-      CloseShares();
+      if (bigger != nullptr) bigger->Unref();
       return err;
     }
-    if (s != nullptr) shares_.push_back(s);  // else removed since listed, or no share
+    words_->Unref();  // a buffer over it may still hold it
+    words_ = bigger;
+  }
+  for (const char* name : names) {
+    int fd = -1;
+    ShareKind kind = kGone;
+    int err = OpenShare(name, trust_, false, &fd, &kind);
+    if (err == 0 && fd >= 0) {
+      err = words_->Map(shares_ + 1, fd);
+      close(fd);
+      if (err == 0) shares_++;
+    }
+    if (err != 0) {
+      ClearShares();
+      return err;
+    }
   }
   generation_seen_ = generation;
   return 0;
@@ -194,13 +258,13 @@ int ShareSum::Sum(int64_t* out) const {
     // What sem_getvalue reads, without a call per semaphore (at 16 shares, a
     // read went from 82 ns to 60).
     auto value = [](sem_t* s) { return __atomic_load_n(ValueWordUnchecked(s), __ATOMIC_RELAXED); };
-    if (value(generation_) != generation_seen_) return ESTALE;
-    for (sem_t* s : shares_) total += value(s);
+    if (value(generation()) != generation_seen_) return ESTALE;
+    for (size_t i = 1; i <= shares_; i++) total += value(words_->Slot(i));
   } else {
     if (Generation() != generation_seen_) return ESTALE;
-    for (sem_t* s : shares_) {
+    for (size_t i = 1; i <= shares_; i++) {
       int value = 0;
-      int err = GetValue(s, &value);
+      int err = GetValue(words_->Slot(i), &value);
       if (err != 0) return err;
       total += value;
     }

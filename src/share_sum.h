@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <vector>
 
 #include "semaphore.h"
@@ -47,12 +48,11 @@ int TrustOf(const char* generation_name, Trust* out);
 // What the entry of semaphore `name` is, judged without opening it.
 ShareKind KindOf(const char* name, const Trust& trust);
 
-// Opens and maps the share `name`, checking what was opened (no symlink
-// followed, a regular file, long enough, made as the gauge makes shares).
-// Returns 0 and *out (kShare), 0 and *kind another kind (skip it), or an
-// errno for a failure of our own (EMFILE, ENOMEM). Close with CloseShare.
-int OpenShare(const char* name, const Trust& trust, bool writable, sem_t** out, ShareKind* kind);
-void CloseShare(sem_t* share);
+// Opens the share `name`, checking what was opened (no symlink followed, a
+// regular file, long enough, made as the gauge makes shares). Returns 0 and
+// *fd (kShare; close it), 0 and *kind another kind (skip it), or an errno
+// for a failure of our own (EMFILE).
+int OpenShare(const char* name, const Trust& trust, bool writable, int* fd, ShareKind* kind);
 
 // Creates the semaphore file `name` whole: an unnamed file (O_TMPFILE) given
 // its exact mode (no umask), group `gid` (if >= 0, as far as allowed) and an
@@ -64,14 +64,49 @@ int CreateWhole(const char* name, unsigned mode, unsigned value, int gid);
 // name. Returns how much it held, or -1 if `name` is no share (or gone).
 int64_t ReapShare(const char* name, const Trust& trust);
 
+// Where a sum maps what it reads: one stretch of address space, a page
+// (SlotBytes()) per semaphore: slot 0 the generation semaphore, slots 1 to n
+// the shares, every other slot a read-only page of zeros. JavaScript reads it
+// through one ArrayBuffer, every byte of which stays mapped as long as that
+// buffer holds its reference, so it sums without a call into the addon.
+class SumWords {
+ public:
+  static size_t SlotBytes();  // the page size
+  // `slots` empty slots (each a page of zeros), or nullptr if there is no room.
+  static SumWords* Create(size_t slots);
+  SumWords(const SumWords&) = delete;
+  SumWords& operator=(const SumWords&) = delete;
+  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void Unref();  // the last one unmaps the whole stretch and deletes this
+  char* base() const { return base_; }
+  size_t slots() const { return slots_; }
+  size_t bytes() const { return slots_ * SlotBytes(); }
+  sem_t* Slot(size_t i) const { return reinterpret_cast<sem_t*>(base_ + i * SlotBytes()); }
+  // Maps the semaphore file `fd` into slot i, read-only. 0 or an errno.
+  int Map(size_t i, int fd);
+  // Makes slot i a page of zeros again (the file mapped there is let go).
+  void Clear(size_t i);
+
+ private:
+  SumWords(char* base, size_t slots) : base_(base), slots_(slots) {}
+  ~SumWords();
+  char* const base_;
+  const size_t slots_;
+  std::atomic<int> refs_{1};
+};
+
 class ShareSum {
  public:
-  ShareSum(sem_t* generation, const Trust& trust)
-      : generation_(generation), trust_(trust), read_words_(HasValueWord()) {}
+  ShareSum() = default;
   ~ShareSum();
   ShareSum(const ShareSum&) = delete;
   ShareSum& operator=(const ShareSum&) = delete;
 
+  // Opens the generation semaphore `name` (never through a symlink) and
+  // takes its file's owner and mode as the trust its shares are judged by.
+  // 0, or an errno: ENOENT (no such gauge); ELOOP, EISDIR or EINVAL (the
+  // file is no semaphore: a symlink, a directory, something else or too short).
+  int Open(const char* generation_name);
   // The generation semaphore's value, or -errno.
   int Generation() const;
   // Replaces the set with these names, read after `generation` was: names
@@ -80,16 +115,22 @@ class ShareSum {
   // Sums the shares into *out. ESTALE when the generation moved since Reset
   // (the caller lists the shares again); another errno on failure.
   int Sum(int64_t* out) const;
-  size_t size() const { return shares_.size(); }
+  // How many shares Reset mapped: slots 1 to size() of words().
+  size_t size() const { return shares_; }
+  // Where the generation and the shares are mapped; replaced by a Reset
+  // that needs more slots.
+  SumWords* words() const { return words_; }
 
  private:
-  void CloseShares();
+  sem_t* generation() const { return words_->Slot(0); }
+  void ClearShares();
 
-  sem_t* const generation_;
-  const Trust trust_;
-  const bool read_words_;  // read value words inline (see nsem::ValueWord)
+  int generation_fd_ = -1;  // kept to map the generation into a bigger SumWords
+  Trust trust_;
+  const bool read_words_ = HasValueWord();  // read value words inline (see nsem::ValueWord)
+  SumWords* words_ = nullptr;
   int generation_seen_ = -1;
-  std::vector<sem_t*> shares_;  // mapped by OpenShare
+  size_t shares_ = 0;
 };
 
 }  // namespace nsem
