@@ -131,6 +131,21 @@ function semaphoreValue(name: string): number {
   }
 }
 
+/** The value of one share, which NamedSemaphore refuses to open (only its Gauge writes it): read only. */
+function shareValue(name: string): number {
+  const { binding } = require('./native') as typeof import('./native'); // eslint-disable-line @typescript-eslint/no-require-imports
+  const { SemaphoreError } = api();
+  const handle = binding.open(name, false, false, 0, 0);
+  if (typeof handle === 'number') throw new SemaphoreError(handle, 'sem_open', name);
+  try {
+    const value = binding.value(handle.id);
+    if (value < 0) throw new SemaphoreError(-value, 'sem_getvalue', name);
+    return value;
+  } finally {
+    binding.close(handle.id);
+  }
+}
+
 /** An error's code, for a listing that goes on. */
 function errorCode(error: unknown): string {
   const code = (error as { code?: unknown })?.code;
@@ -287,7 +302,7 @@ function listAll(): Entry[] {
     // Without its generation (a race with unlink), the shares are summed one by one.
     const e = read(gauge, 'gauge', file, hasGeneration
       ? (): number => api().Gauge.read(gauge)
-      : (): number => list.reduce((sum, share) => sum + semaphoreValue(share.name), 0));
+      : (): number => list.reduce((sum, share) => sum + shareValue(share.name), 0));
     if (e === null) continue;
     e.shares = list.length;
     const isOwnerAlive = shares.ownerJudge();

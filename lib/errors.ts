@@ -30,6 +30,8 @@ export const ErrorCodes = {
   // Misuse.
   ERR_SEMAPHORE_CLOSED: 'ERR_SEMAPHORE_CLOSED',
   ERR_GAUGE_UNDERFLOW: 'ERR_GAUGE_UNDERFLOW',
+  ERR_GAUGE_SHARE: 'ERR_GAUGE_SHARE',
+  ERR_GAUGE_FOREIGN: 'ERR_GAUGE_FOREIGN',
   ERR_NOT_CLUSTER_PRIMARY: 'ERR_NOT_CLUSTER_PRIMARY',
   // named-semaphore/prometheus's prom-client helpers without prom-client.
   MODULE_NOT_FOUND: 'MODULE_NOT_FOUND',
@@ -137,6 +139,21 @@ export function gaugeUnderflow(name: string, count: number, local: number): Code
   return coded(
     new RangeError(`Cannot acquire ${count} from the gauge '${name}': this object holds ${local}`),
     'ERR_GAUGE_UNDERFLOW',
+  );
+}
+
+/**
+ * A NamedSemaphore asked for one of a gauge's shares, which only the Gauge
+ * that made it may write: its owner publishes its count with plain stores,
+ * so any other write is lost or corrupts the total.
+ */
+export function gaugeShare(name: string, gauge: string): CodedError<Error> {
+  return coded(
+    new Error(
+      `The semaphore '${name}' is a share of the gauge '${gauge}', which only the Gauge that made it may write: ` +
+        `use the gauge (new Gauge('${gauge}'), Gauge.read('${gauge}'), Gauge.unlink('${gauge}'), reap)`,
+    ),
+    'ERR_GAUGE_SHARE',
   );
 }
 

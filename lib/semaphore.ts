@@ -1,7 +1,16 @@
 // NamedSemaphore: validation, names, errors and lifetimes over the binding.
 import { binding, postHot, tryWaitHot, type NativeHandle, type WaitMechanism } from './native';
-import { SemaphoreError, errno, invalidArgValue, objectClosed } from './errors';
+import { SemaphoreError, errno, gaugeShare, invalidArgValue, objectClosed } from './errors';
+import * as shares from './shares';
 import * as validate from './validate';
+
+/** A semaphore name that is not a gauge's share: one writer per share (see lib/gauge.ts). */
+function ownName(name: unknown): string {
+  const checked = validate.semaphoreName(name);
+  const share = shares.parseShareFile('sem.' + checked.slice(1));
+  if (share !== null) throw gaugeShare(checked, share.gauge);
+  return checked;
+}
 
 export interface SemaphoreOptions {
   /** Create the semaphore if it does not exist (default true). */
@@ -96,7 +105,7 @@ export class NamedSemaphore {
   readonly #waits = new Set<number>();
 
   constructor(name: string, options?: SemaphoreOptions) {
-    this.name = validate.semaphoreName(name);
+    this.name = ownName(name);
     const o = validate.options<SemaphoreOptions>(options);
     const create = validate.boolean(o.create, 'options.create', true);
     const exclusive = validate.boolean(o.exclusive, 'options.exclusive', false);
@@ -113,7 +122,7 @@ export class NamedSemaphore {
 
   /** Removes a name; open handles keep working. False if it did not exist. */
   static unlink(name: string): boolean {
-    const normalized = validate.semaphoreName(name);
+    const normalized = ownName(name);
     const err = binding.unlink(normalized);
     if (err === 0) return true;
     if (err === 2 /* ENOENT */) return false;

@@ -9,6 +9,7 @@ const fs = require('node:fs');
 const { spawn } = require('node:child_process');
 const path = require('node:path');
 const { newShareName, selfIdentity } = require('../dist/shares');
+const { binding } = require('../dist/native');
 const { Gauge, NamedSemaphore, SEM_VALUE_MAX } = require('..');
 const { PIDNS, uniqueName, leftovers, fixture, runNode, sleep, until, readableCopy, slowdown, emulator, emulated } = require('./helpers');
 
@@ -260,8 +261,7 @@ test('pid reuse: a share whose pid lives under another start time is dead; reap 
     child = start('gauge-hold.js', [name, 3, 'idle']);
     await expectLine(child, 'held');
     const fakeName = `${name}~${PIDNS}.${process.pid}.1.deadbeef`;
-    const fake = new NamedSemaphore(fakeName, { exclusive: true, initialValue: 7 });
-    fake.close();
+    assert.equal(binding.createWhole(fakeName, 0o600, 7, -1), 0); // as a Gauge makes a share
     assert.equal(Gauge.read(name), 12, 'read counts the fake share');
     other.close(); // a change of the share set: g's cached sum lists the shares again
     assert.equal(g.value, 12, 'value counts the fake share until reap');
@@ -466,11 +466,9 @@ test('reap() from 5 processes at once never removes a live share; the amounts su
       for (let i = 0; i < DEAD_PER_ROUND - VICTIMS_PER_ROUND; i++) {
         const pid = i % 2 === 0 ? process.pid : 4000000 + i; // above pid_max: no such process
         const value = randInt(1, 20);
-        const fake = new NamedSemaphore(`${name}~${PIDNS}.${pid}.${1 + round}.${(++nonce).toString(16).padStart(8, '0')}`, {
-          exclusive: true,
-          initialValue: value,
-        });
-        fake.close();
+        // Made as a Gauge makes its shares (NamedSemaphore refuses share names).
+        const fake = `${name}~${PIDNS}.${pid}.${1 + round}.${(++nonce).toString(16).padStart(8, '0')}`;
+        assert.equal(binding.createWhole(fake, 0o600, value, -1), 0);
         dead += value;
       }
       assert.equal(shareFiles(name).length, 1 + holds.length + DEAD_PER_ROUND);
