@@ -737,7 +737,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Whether a waiter thread sleeps on many semaphores (futex_waitv) or one.
   exports.Set("waitersShareThreads", Napi::Boolean::New(env, WaiterPool::Multiplexed()));
   // Bytes from one slot of a sum's words to the next (see sumReset).
-  exports.Set("sumSlotBytes", Napi::Number::New(env, static_cast<double>(nsem::SumWords::SlotBytes())));
+  exports.Set("sumSlotBytes",
+              Napi::Number::New(env, static_cast<double>(nsem::SumWords::SlotBytes())));
   return exports;
 }
 

@@ -82,7 +82,8 @@ int OpenShare(const char* name, const Trust& trust, bool writable, int* fd, Shar
   if (int err = PathOf(name, &path)) return err;  // as sem_open refuses such a name
   // O_NONBLOCK: a FIFO opens at once (and is then refused), O_NOFOLLOW: a
   // symlink fails with ELOOP; what was opened is judged, not the name.
-  int f = open(path, (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  int f =
+      open(path, (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   if (f < 0) {
     int err = errno;
     if (err == EMFILE || err == ENFILE || err == ENOMEM) return err;
