@@ -15,6 +15,7 @@ function median(values) {
 }
 
 const now = () => process.hrtime.bigint();
+const CALIBRATION_SAMPLES = 3;
 
 /**
  * One batch of a case. A case has either
@@ -31,15 +32,23 @@ async function sample(c, n) {
   return Number(now() - t0) / n;
 }
 
-/** Operations that fill one batch of `batchNs`, also warming the case up. */
+/**
+ * Operations that fill one batch of `batchNs`, also warming the case up.
+ * After a warm-up, n grows until a sample of n operations fills a third of a
+ * batch, judged by the best of several samples: one preempted sample (or the
+ * first, cold one) would otherwise stop the growth early and leave a case
+ * with a handful of iterations per batch.
+ */
 async function calibrate(c, batchNs) {
   if (c.rate) {
     await c.rate(); // warm-up
     return 1;
   }
   let n = c.minIters ?? 1;
+  await sample(c, n); // warm-up: the first run compiles and allocates
   for (;;) {
-    const perOp = await sample(c, n);
+    let perOp = Infinity;
+    for (let i = 0; i < CALIBRATION_SAMPLES; i++) perOp = Math.min(perOp, await sample(c, n));
     if (perOp * n >= batchNs / 3 || n >= 1e9) {
       const iters = Math.max(1, Math.round(batchNs / perOp));
       await sample(c, iters); // one full batch as warm-up
