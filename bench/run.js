@@ -227,7 +227,7 @@ async function main() {
   const sharesLib = require('../dist/shares');
   const nativeSum = (gauge) => {
     const sum = binding.openSum(sharesLib.generationName(gauge));
-    if (typeof sum === 'number' || binding.sumReset(sum.id, binding.sumGeneration(sum.id), sharesLib.listShares(gauge).map((x) => x.name)) !== 0) {
+    if (typeof sum === 'number' || typeof binding.sumReset(sum.id, binding.sumGeneration(sum.id), sharesLib.listShares(gauge).map((x) => x.name)) === 'number') {
       throw new Error(`openSum ${gauge} failed`);
     }
     return sum.id;
@@ -260,14 +260,15 @@ async function main() {
       { id: 'postTry', label: 'sem.post() + sem.tryWait()', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { sem.post(); sem.tryWait(); } } },
       { id: 'postTryShared', label: 'sem.post() + sem.tryWait(), after 8 semaphores were used through the same code', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { semShared.post(); semShared.tryWait(); } } },
       { id: 'value', label: 'sem.value', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += sem.value; sink += s; } },
-      { id: 'gaugeRA', label: 'gauge.release() + gauge.acquire()', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { g1.release(); g1.acquire(); } } },
-      { id: 'gaugeV1', label: 'gauge.value, 1 share', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += g1.value; sink += s; } },
+      { id: 'gaugeRA', label: 'gauge.release() + gauge.acquire() (plain stores to its share, no call)', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { g1.release(); g1.acquire(); } } },
+      { id: 'gaugeV1', label: 'gauge.value, 1 share (summed in JavaScript, no call)', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += g1.value; sink += s; } },
       { id: 'gaugeV4', label: 'gauge.value, 4 shares (3 in another process)', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += g4.value; sink += s; } },
       { id: 'gaugeV16', label: 'gauge.value, 16 shares (15 in another process)', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += g16.value; sink += s; } },
+      { id: 'bindSum4', label: 'our binding, no TS layer: sum(), 4 shares', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) { slots[0] = sum4; binding.sum(); s += slots[1]; } sink += s; } },
       { id: 'bindSum1', label: 'our binding, no TS layer: sum(), 1 share', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) { slots[0] = sum1; binding.sum(); s += slots[1]; } sink += s; } },
       { id: 'bindSum16', label: 'our binding, no TS layer: sum(), 16 shares', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) { slots[0] = sum16; binding.sum(); s += slots[1]; } sink += s; } },
       { id: 'protoPostTry', label: 'prototype, Atomics on the mapped word: post + tryWait', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { mapped.post(); mapped.tryWait(); } } },
-      { id: 'protoGaugeV16', label: 'gauge value, 16 shares, summed in JavaScript with Atomics.load on each word (why the sum stays native)', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += mappedG16.value; sink += s; } },
+      { id: 'protoGaugeV16', label: 'prototype: gauge value, 16 shares, summed with Atomics.load on each word', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) s += mappedG16.value; sink += s; } },
     ];
     const measured = await measureGroup(cases, { rounds: CFG.rounds, batches: CFG.batches, batchMs: CFG.callsMs, log });
     addGroup('calls', 'Calls (ns per operation)', cases, measured);
@@ -297,7 +298,7 @@ async function main() {
     const key = `${setup.PREFIX}busy`;
     try {
       const cases = [
-        { id: 'oursGauge', label: 'ours: Gauge (4 shares) release + value + acquire', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) { g4.release(); s += g4.value; g4.acquire(); } sink += s; } },
+        { id: 'oursGauge', label: 'ours: Gauge (4 shares) release + value + acquire (no native call)', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) { g4.release(); s += g4.value; g4.acquire(); } sink += s; } },
         { id: 'oursGaugeMw', label: 'ours: Gauge (4 shares) as busyMiddleware counts a request: releaseAndRead() + acquire()', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) { s += g4.releaseAndRead(); g4.acquire(); } sink += s; } },
         { id: 'bindGauge', label: 'ours through the binding alone (no TS layer): post + sum (4 shares) + tryWait', unit: 'ns', loop: (n) => { let s = 0; for (let i = 0; i < n; i++) { slots[0] = hid; binding.post(); slots[0] = sum4; binding.sum(); s += slots[1]; slots[0] = hid; binding.tryWait(); } sink += s; } },
         { id: 'noop3', label: 'for scale: 3 no-op N-API calls', unit: 'ns', loop: (n) => { for (let i = 0; i < n; i++) { f(); f(); f(); } } },
