@@ -130,7 +130,7 @@ export NAMED_SEMAPHORE_ARM64_NODE="$node_arm64"
 export NAMED_SEMAPHORE_PACKAGE="$pkg"
 
 begin "the tests, under the emulated arm64 Node"
-read -r -a tests <<<"${ARM64_TESTS:-test/api.test.js test/wait.test.js test/worker.test.js test/lifecycle.test.js test/gauge.test.js}"
+read -r -a tests <<<"${ARM64_TESTS:-test/api.test.js test/wait.test.js test/worker.test.js test/lifecycle.test.js test/gauge.test.js test/gauge-memory.test.js}"
 (cd "$pkg" && NODE_OPTIONS="--require $pkg/test/arm64/emulated.js" \
   "$node_arm64" --test --test-concurrency=1 --test-reporter=spec "${tests[@]}") 2>&1 | tee "$work/arm64.log" |
   grep -E '^\s*(✔|✖|﹣|ℹ (tests|pass|fail|skipped))|# SKIP' || true
