@@ -320,7 +320,8 @@ test('layout check: where sem_wait does not count its waiter in the high half (g
     lib.NamedSemaphore.unlink(${JSON.stringify(name + '-plain')});
     (async () => { await nextInput(); g.close(); console.log('closed'); })();
   `,
-    { env: { ...process.env, LD_PRELOAD: shim } },
+    // After what is preloaded already (test:sanitize's ASan runtime must come first).
+    { env: { ...process.env, LD_PRELOAD: [process.env.LD_PRELOAD, shim].filter(Boolean).join(' ') } },
   );
   try {
     const r = JSON.parse(await old.next());
