@@ -385,7 +385,8 @@ export class Gauge {
   /**
    * Adds 1 for this object and returns the total over every process, this 1
    * included: release() then value (what busyMiddleware does for each
-   * request), in at most one native call. If it throws, nothing changed.
+   * request): no native call unless the shares changed (then they are
+   * listed again). If it throws, nothing changed.
    */
   releaseAndRead(): number {
     if (this.#own !== null) {
